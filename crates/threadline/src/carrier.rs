@@ -1,0 +1,244 @@
+//! Carriers: anything context is written to or read from.
+//!
+//! [`Extractor`] and [`Injector`] are shaped like OpenTelemetry's `Extractor::get` /
+//! `Injector::set`, but they borrow instead of allocating: a value read from an
+//! `http::HeaderMap` stays a `&HeaderValue`, so capturing it is a reference-count bump.
+//!
+//! Implemented here for [`http::HeaderMap`] (HTTP), [`MessageHeaders`] (a `HeaderMap`
+//! that travels with a message or job), `HashMap<String, String>` and
+//! `BTreeMap<String, String>` (message headers of brokers), and, with the `json`
+//! feature, [`JsonCarrier`](crate::json::JsonCarrier) (a key inside a JSON payload).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// What kind of hop a carrier stands for. Local fields (`user.id`, ...) travel on
+/// [`CarrierKind::Message`] carriers; on [`CarrierKind::Http`] ones only when the
+/// policy says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CarrierKind {
+    /// An HTTP or gRPC request.
+    Http,
+    /// A message, job or task handed to background work.
+    Message,
+}
+
+/// One value read from a carrier.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum CarrierValue<'a> {
+    /// A header value that can be kept without copying.
+    Header(&'a HeaderValue),
+    /// Text from a map or JSON object.
+    Text(&'a str),
+    /// Something that is not text (a JSON number or object, say): always rejected.
+    Invalid,
+}
+
+impl<'a> CarrierValue<'a> {
+    /// The raw bytes, unless the value is of the wrong type.
+    pub fn as_bytes(&self) -> Option<&'a [u8]> {
+        match *self {
+            CarrierValue::Header(v) => Some(v.as_bytes()),
+            CarrierValue::Text(s) => Some(s.as_bytes()),
+            CarrierValue::Invalid => None,
+        }
+    }
+
+    /// The value as a `HeaderValue`: a cheap clone for [`CarrierValue::Header`], a copy
+    /// otherwise. `None` when it cannot be a header value.
+    pub fn to_header_value(&self) -> Option<HeaderValue> {
+        match *self {
+            CarrierValue::Header(v) => Some(v.clone()),
+            CarrierValue::Text(s) => HeaderValue::from_str(s).ok(),
+            CarrierValue::Invalid => None,
+        }
+    }
+}
+
+/// Reads context from a carrier. Names are matched case-insensitively.
+pub trait Extractor {
+    /// What kind of hop this carrier stands for.
+    fn kind(&self) -> CarrierKind;
+
+    /// Every value stored under `name`, in order.
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, Self>;
+
+    /// Every key (used by the opt-in "capture all" mode and for local fields).
+    fn keys(&self) -> impl Iterator<Item = &str>;
+
+    /// `true` when the carrier itself is broken (a JSON envelope key holding something
+    /// other than an object, say). Its context is then treated as absent and counted.
+    fn is_malformed(&self) -> bool {
+        false
+    }
+}
+
+/// Writes context into a carrier.
+pub trait Injector {
+    /// What kind of hop this carrier stands for.
+    fn kind(&self) -> CarrierKind;
+
+    /// Whether `name` is already set (case-insensitively). Injection never overwrites.
+    fn contains(&self, name: &HeaderName) -> bool;
+
+    /// Sets `name` to `value` (only called when [`Injector::contains`] said no).
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue);
+}
+
+impl Extractor for HeaderMap {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Http
+    }
+
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a> {
+        HeaderMap::get_all(self, name)
+            .into_iter()
+            .map(CarrierValue::Header)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        HeaderMap::keys(self).map(HeaderName::as_str)
+    }
+}
+
+impl Injector for HeaderMap {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Http
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.contains_key(name)
+    }
+
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.insert(name.clone(), value.clone());
+    }
+}
+
+/// A `HeaderMap` that travels with a message or job (NATS headers, HTTP-pushed tasks):
+/// the same as a `HeaderMap`, but of [`CarrierKind::Message`], so local fields go along.
+#[derive(Debug)]
+pub struct MessageHeaders<M>(pub M);
+
+impl<M: std::ops::Deref<Target = HeaderMap>> Extractor for MessageHeaders<M> {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Message
+    }
+
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, M> {
+        self.0.get_all(name).into_iter().map(CarrierValue::Header)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(HeaderName::as_str)
+    }
+}
+
+impl<M: std::ops::DerefMut<Target = HeaderMap>> Injector for MessageHeaders<M> {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Message
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.0.contains_key(name)
+    }
+
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.0.insert(name.clone(), value.clone());
+    }
+}
+
+/// Looks `name` up in a string map: exact (lower-case) key first, then any casing.
+fn lookup<'a, I>(exact: Option<&'a String>, all: I, name: &str) -> Option<CarrierValue<'a>>
+where
+    I: IntoIterator<Item = (&'a String, &'a String)>,
+{
+    exact
+        .or_else(|| {
+            all.into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+        .map(|v| CarrierValue::Text(v.as_str()))
+}
+
+impl<S: BuildHasher> Extractor for HashMap<String, String, S> {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Message
+    }
+
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, S> {
+        lookup(self.get(name.as_str()), self, name.as_str()).into_iter()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        HashMap::keys(self).map(String::as_str)
+    }
+}
+
+impl<S: BuildHasher> Injector for HashMap<String, String, S> {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Message
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.contains_key(name.as_str())
+            || self.keys().any(|k| k.eq_ignore_ascii_case(name.as_str()))
+    }
+
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if let Ok(v) = value.to_str() {
+            self.insert(name.as_str().to_owned(), v.to_owned());
+        }
+    }
+}
+
+impl Extractor for BTreeMap<String, String> {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Message
+    }
+
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a> {
+        lookup(self.get(name.as_str()), self, name.as_str()).into_iter()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        BTreeMap::keys(self).map(String::as_str)
+    }
+}
+
+impl Injector for BTreeMap<String, String> {
+    fn kind(&self) -> CarrierKind {
+        CarrierKind::Message
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.contains_key(name.as_str())
+            || self.keys().any(|k| k.eq_ignore_ascii_case(name.as_str()))
+    }
+
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if let Ok(v) = value.to_str() {
+            self.insert(name.as_str().to_owned(), v.to_owned());
+        }
+    }
+}

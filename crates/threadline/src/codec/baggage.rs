@@ -1,0 +1,368 @@
+//! W3C `baggage`.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use http::HeaderValue;
+
+use super::{Codec, Error, ErrorKind, trim_ows};
+
+/// Members every receiver must accept (W3C): 64.
+pub const MIN_MEMBERS: usize = 64;
+/// Bytes every receiver must accept across all `baggage` headers (W3C): 8192.
+pub const MIN_BYTES: usize = 8192;
+
+/// The W3C `baggage` header: validated, limited, and kept as received so that passing it
+/// on costs nothing. Members are parsed on demand, without allocating.
+///
+/// # ABNF
+///
+/// ```text
+/// baggage-string = list-member 0*179( OWS "," OWS list-member )
+/// list-member    = key OWS "=" OWS value *( OWS ";" OWS property )
+/// property       = key OWS "=" OWS value / key OWS
+/// key            = token                       ; RFC 7230
+/// value          = *baggage-octet              ; anything else percent-encoded
+/// baggage-octet  = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+/// ```
+///
+/// Valid: `userId=alice,serverNode=DF%2028,isProduction=false;ttl=60`.
+/// Invalid: `k v=1` (space in key), `k=a b` (space in value), `=1` (empty key),
+/// `k=%zz` (bad escape).
+///
+/// ```
+/// use threadline::codec::Baggage;
+///
+/// let b = Baggage::decode(b"userId=alice, serverNode=DF%2028;ttl=60").unwrap();
+/// assert_eq!(b.get("serverNode").as_deref(), Some("DF 28"));
+/// let m = b.iter().nth(1).unwrap();
+/// assert_eq!(m.properties().next(), Some(("ttl", Some("60"))));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Baggage {
+    value: HeaderValue,
+}
+
+/// One `key=value;properties` member, borrowed from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaggageMember<'a> {
+    key: &'a str,
+    raw_value: &'a str,
+    properties: &'a str,
+    raw: &'a str,
+}
+
+const fn err(kind: ErrorKind) -> Error {
+    Error::new(Codec::Baggage, kind)
+}
+
+/// RFC 7230 `tchar`.
+#[inline]
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+#[inline]
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e)
+}
+
+fn trim_str(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+fn check_key(k: &str) -> Result<(), Error> {
+    if !k.is_empty() && k.bytes().all(is_tchar) {
+        Ok(())
+    } else {
+        Err(err(ErrorKind::Key))
+    }
+}
+
+fn check_value(v: &str) -> Result<(), Error> {
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !is_baggage_octet(c) {
+            return Err(err(ErrorKind::Value));
+        }
+        if c == b'%' {
+            let ok =
+                i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            if !ok {
+                return Err(err(ErrorKind::PercentEncoding));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn parse_member(raw: &str) -> Result<BaggageMember<'_>, Error> {
+    let (kv, properties) = match raw.find(';') {
+        Some(i) => (&raw[..i], &raw[i + 1..]),
+        None => (raw, ""),
+    };
+    let (k, v) = kv.split_once('=').ok_or(err(ErrorKind::Separator))?;
+    let key = trim_str(k);
+    let raw_value = trim_str(v);
+    check_key(key)?;
+    check_value(raw_value)?;
+    if !properties.is_empty() {
+        for p in properties.split(';') {
+            let p = trim_str(p);
+            match p.split_once('=') {
+                Some((pk, pv)) => {
+                    check_key(trim_str(pk))?;
+                    check_value(trim_str(pv))?;
+                }
+                None => check_key(p)?,
+            }
+        }
+    }
+    Ok(BaggageMember {
+        key,
+        raw_value,
+        properties,
+        raw,
+    })
+}
+
+/// Iterator over the members of a baggage list; each item is a member or the reason it
+/// is invalid. Empty members (stray commas) are skipped.
+#[derive(Clone, Debug)]
+pub struct BaggageMembers<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for BaggageMembers<'a> {
+    type Item = Result<BaggageMember<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let rest = self.rest?;
+            let (m, tail) = match rest.find(',') {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            self.rest = tail;
+            let m = trim_str(m);
+            if m.is_empty() {
+                continue;
+            }
+            return Some(parse_member(m));
+        }
+    }
+}
+
+impl<'a> BaggageMember<'a> {
+    /// The key.
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+
+    /// The value as on the wire (still percent-encoded).
+    pub fn raw_value(&self) -> &'a str {
+        self.raw_value
+    }
+
+    /// The percent-decoded value (borrowed when there is nothing to decode; invalid
+    /// UTF-8 after decoding becomes U+FFFD).
+    pub fn value(&self) -> Cow<'a, str> {
+        percent_decode(self.raw_value)
+    }
+
+    /// The member exactly as on the wire (OWS trimmed).
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Properties as `(key, value)` pairs (`value` is `None` for a bare key).
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + use<'a> {
+        let props = self.properties;
+        props
+            .split(';')
+            .filter(move |_| !props.is_empty())
+            .map(trim_str)
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (trim_str(k), Some(trim_str(v))),
+                None => (p, None),
+            })
+    }
+}
+
+/// Decodes `%XX` escapes (borrowing when there are none); invalid UTF-8 becomes U+FFFD.
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hi = (b[i + 1] as char).to_digit(16);
+            let lo = (b[i + 2] as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+/// Percent-encodes `value` for a baggage value (or any Threadline field on the wire):
+/// every byte outside `baggage-octet`, and `%` itself, becomes `%XX`.
+pub fn encode_baggage_value(value: &str, out: &mut String) {
+    for &b in value.as_bytes() {
+        if is_baggage_octet(b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+impl Baggage {
+    /// The header name.
+    pub const HEADER: &'static str = "baggage";
+
+    /// Iterates the members of any list text, valid or not.
+    pub fn members(list: &str) -> BaggageMembers<'_> {
+        BaggageMembers { rest: Some(list) }
+    }
+
+    /// Checks a list strictly: every member valid, at most `max_members` members and
+    /// `max_bytes` bytes. Returns the member count.
+    pub fn validate(list: &[u8], max_members: usize, max_bytes: usize) -> Result<usize, Error> {
+        let list = std::str::from_utf8(list).map_err(|_| err(ErrorKind::InvalidChar))?;
+        if list.len() > max_bytes {
+            return Err(err(ErrorKind::Length));
+        }
+        if list
+            .bytes()
+            .any(|b| !(0x20..0x7f).contains(&b) && b != b'\t')
+        {
+            return Err(err(ErrorKind::InvalidChar));
+        }
+        let mut n = 0;
+        for m in Self::members(list) {
+            m?;
+            n += 1;
+            if n > max_members {
+                return Err(err(ErrorKind::TooManyMembers));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Decodes one value strictly, with the W3C minimum limits (64 members, 8192 bytes).
+    pub fn decode(value: &[u8]) -> Result<Self, Error> {
+        Self::validate(value, MIN_MEMBERS, MIN_BYTES)?;
+        let value =
+            HeaderValue::from_bytes(trim_ows(value)).map_err(|_| err(ErrorKind::InvalidChar))?;
+        Ok(Baggage { value })
+    }
+
+    /// Validates an existing header value strictly and keeps it without copying.
+    pub fn from_header(
+        value: &HeaderValue,
+        max_members: usize,
+        max_bytes: usize,
+    ) -> Result<Self, Error> {
+        Self::validate(value.as_bytes(), max_members, max_bytes)?;
+        Ok(Baggage {
+            value: value.clone(),
+        })
+    }
+
+    /// The lenient path for untrusted input: joins every `baggage` header value, keeps
+    /// valid members in order while they fit in `max_members` / `max_bytes`, drops
+    /// invalid or overflowing members whole (never a partial member). Returns the
+    /// kept list (if any member survived) and how many members were dropped.
+    pub fn collect<'a, I>(values: I, max_members: usize, max_bytes: usize) -> (Option<Self>, usize)
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut out = String::new();
+        let mut kept = 0usize;
+        let mut dropped = 0usize;
+        for v in values {
+            let Ok(v) = std::str::from_utf8(v) else {
+                dropped += 1;
+                continue;
+            };
+            for m in Self::members(v) {
+                let Ok(m) = m else {
+                    dropped += 1;
+                    continue;
+                };
+                let raw = m.as_str();
+                let extra = raw.len() + usize::from(!out.is_empty());
+                if kept == max_members || out.len() + extra > max_bytes {
+                    dropped += 1;
+                    continue;
+                }
+                if !out.is_empty() {
+                    out.push(',');
+                }
+                out.push_str(raw);
+                kept += 1;
+            }
+        }
+        let value = HeaderValue::from_str(&out).ok().filter(|_| kept > 0);
+        (value.map(|value| Baggage { value }), dropped)
+    }
+
+    /// Builds a list from `(key, value)` pairs, percent-encoding the values.
+    pub fn encode<'a, I>(members: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut out = String::new();
+        for (k, v) in members {
+            check_key(k)?;
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push('=');
+            encode_baggage_value(v, &mut out);
+        }
+        let value = HeaderValue::from_str(&out).map_err(|_| err(ErrorKind::InvalidChar))?;
+        Ok(Baggage { value })
+    }
+
+    /// The valid members, in order.
+    pub fn iter(&self) -> impl Iterator<Item = BaggageMember<'_>> {
+        Self::members(self.as_str()).filter_map(Result::ok)
+    }
+
+    /// The decoded value of the first member named `key`.
+    pub fn get(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.iter().find(|m| m.key() == key).map(|m| m.value())
+    }
+
+    /// The list as text.
+    pub fn as_str(&self) -> &str {
+        // validated as visible ASCII
+        self.value.to_str().unwrap_or_default()
+    }
+
+    /// The list as a header value (cheap clone).
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.value
+    }
+}

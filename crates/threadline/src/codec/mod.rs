@@ -1,0 +1,191 @@
+//! Wire formats: one type per format, each with `decode` and `encode`.
+//!
+//! | format | type | header(s) |
+//! |---|---|---|
+//! | W3C Trace Context | [`TraceParent`], [`TraceState`] | `traceparent`, `tracestate` |
+//! | W3C Baggage | [`Baggage`] | `baggage` |
+//! | Zipkin B3 | [`B3`] | `b3`, `x-b3-*` |
+//! | correlation id | [`CorrelationId`] | `x-correlation-id`, `x-request-id` |
+//!
+//! Decoders take raw bytes (header values are bytes on the wire), never panic and
+//! answer a typed [`Error`] whose [`ErrorKind`] names the rule the value broke.
+//! Encoders write into fixed-size buffers or borrow: none of the hot paths allocate.
+
+mod b3;
+mod baggage;
+mod correlation;
+pub(crate) mod hex;
+mod ids;
+mod traceparent;
+mod tracestate;
+
+pub use b3::{B3, B3Sampling, B3SingleBuf};
+pub(crate) use baggage::is_tchar;
+pub use baggage::{
+    Baggage, BaggageMember, BaggageMembers, MIN_BYTES as BAGGAGE_MIN_BYTES,
+    MIN_MEMBERS as BAGGAGE_MIN_MEMBERS, encode_baggage_value, percent_decode,
+};
+pub use correlation::{CorrelationId, IdGenerator};
+pub use ids::{SpanId, TraceFlags, TraceId};
+pub use traceparent::{TraceParent, TraceParentBuf};
+pub use tracestate::TraceState;
+
+use std::fmt;
+
+/// Which wire format a decode error belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    /// W3C `traceparent`.
+    TraceParent,
+    /// W3C `tracestate`.
+    TraceState,
+    /// W3C `baggage`.
+    Baggage,
+    /// Zipkin B3 (single or multi header).
+    B3,
+    /// Correlation id.
+    CorrelationId,
+}
+
+impl Codec {
+    /// The format's name as used in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::TraceParent => "traceparent",
+            Codec::TraceState => "tracestate",
+            Codec::Baggage => "baggage",
+            Codec::B3 => "b3",
+            Codec::CorrelationId => "correlation id",
+        }
+    }
+}
+
+/// The rule a value broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The value is empty.
+    Empty,
+    /// The value is shorter or longer than the format allows.
+    Length,
+    /// A byte outside the allowed alphabet (control character, non-ASCII, space...).
+    InvalidChar,
+    /// Hex digits in upper case where the format demands lower case.
+    UpperCaseHex,
+    /// A separator (`-`, `=`, `,`) is missing or misplaced.
+    Separator,
+    /// The version field is not two hex digits.
+    Version,
+    /// Version `ff` is forbidden.
+    ForbiddenVersion,
+    /// Extra characters after a version-00 value.
+    TrailingData,
+    /// The trace id is not 32 (or for B3 16/32) lower-case hex digits.
+    TraceId,
+    /// The trace id is all zeros.
+    ZeroTraceId,
+    /// The parent / span id is not 16 lower-case hex digits.
+    SpanId,
+    /// The parent / span id is all zeros.
+    ZeroSpanId,
+    /// The flags field is not two hex digits.
+    Flags,
+    /// The header appears more than once where it must appear once.
+    Duplicate,
+    /// A list key is not of the allowed form.
+    Key,
+    /// A list value is not of the allowed form.
+    Value,
+    /// A list has more members than allowed.
+    TooManyMembers,
+    /// A percent-escape is malformed or decodes to invalid UTF-8.
+    PercentEncoding,
+    /// A B3 sampling state other than `0`, `1` or `d`.
+    Sampling,
+    /// Rejected by a validator of the user's.
+    Validator,
+    /// Not text (a JSON number or object where a string belongs).
+    NotText,
+}
+
+impl ErrorKind {
+    /// A short, human-readable statement of the rule.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ErrorKind::Empty => "value is empty",
+            ErrorKind::Length => "value has the wrong length",
+            ErrorKind::InvalidChar => "value contains a character outside the allowed set",
+            ErrorKind::UpperCaseHex => "hex digits must be lower case",
+            ErrorKind::Separator => "separator missing or misplaced",
+            ErrorKind::Version => "version is not two hex digits",
+            ErrorKind::ForbiddenVersion => "version ff is forbidden",
+            ErrorKind::TrailingData => "version 00 must be exactly 55 characters",
+            ErrorKind::TraceId => "trace id is not lower-case hex of the right length",
+            ErrorKind::ZeroTraceId => "trace id is all zeros",
+            ErrorKind::SpanId => "span/parent id is not 16 lower-case hex digits",
+            ErrorKind::ZeroSpanId => "span/parent id is all zeros",
+            ErrorKind::Flags => "flags are not two hex digits",
+            ErrorKind::Duplicate => "header appears more than once",
+            ErrorKind::Key => "list key is malformed",
+            ErrorKind::Value => "list value is malformed",
+            ErrorKind::TooManyMembers => "list has too many members",
+            ErrorKind::PercentEncoding => "malformed percent-encoding",
+            ErrorKind::Sampling => "sampling state must be 0, 1 or d",
+            ErrorKind::Validator => "rejected by the configured validator",
+            ErrorKind::NotText => "value is not text",
+        }
+    }
+}
+
+/// A value that does not follow its wire format.
+///
+/// It never carries the offending value itself, so it is safe to log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    codec: Codec,
+    kind: ErrorKind,
+}
+
+impl Error {
+    pub(crate) const fn new(codec: Codec, kind: ErrorKind) -> Self {
+        Error { codec, kind }
+    }
+
+    pub(crate) const fn rejected_by_validator() -> Self {
+        Error::new(Codec::CorrelationId, ErrorKind::Validator)
+    }
+
+    pub(crate) const fn wrong_type(codec: Codec) -> Self {
+        Error::new(codec, ErrorKind::NotText)
+    }
+
+    /// The format that rejected the value.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The rule the value broke.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.codec.as_str(), self.kind.reason())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Trims HTTP optional white space (spaces and tabs) from both ends.
+pub(crate) fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}

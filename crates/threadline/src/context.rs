@@ -1,0 +1,467 @@
+//! The [`Context`]: an immutable, cheap-to-clone snapshot of propagated fields.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
+
+use crate::carrier::{CarrierKind, Injector};
+use crate::codec::{
+    B3, Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
+    encode_baggage_value,
+};
+use crate::names;
+use crate::policy::{B3Emit, Policy};
+
+/// Longest field value kept by [`Context::with_field`], in bytes.
+pub const MAX_FIELD_BYTES: usize = 4096;
+
+/// One captured header: the inbound name, the name it is forwarded under, the value.
+#[derive(Clone, Debug)]
+pub(crate) struct Header {
+    pub(crate) name: HeaderName,
+    pub(crate) wire: HeaderName,
+    pub(crate) value: HeaderValue,
+}
+
+/// A local field's value: text, free of control characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct FieldValue(Arc<str>);
+
+impl FieldValue {
+    /// Makes a field value. Control characters (newlines included) are replaced by
+    /// U+FFFD so that a value can never forge a log line, and values longer than
+    /// [`MAX_FIELD_BYTES`] are cut at a character boundary.
+    pub fn new(value: &str) -> Self {
+        let mut end = value.len().min(MAX_FIELD_BYTES);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let value = &value[..end];
+        if value.chars().any(char::is_control) {
+            let clean: String = value
+                .chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
+            FieldValue(clean.into())
+        } else {
+            FieldValue(value.into())
+        }
+    }
+
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for FieldValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for FieldValue {
+    fn from(v: &str) -> Self {
+        FieldValue::new(v)
+    }
+}
+
+impl From<String> for FieldValue {
+    fn from(v: String) -> Self {
+        FieldValue::new(&v)
+    }
+}
+
+impl From<&String> for FieldValue {
+    fn from(v: &String) -> Self {
+        FieldValue::new(v)
+    }
+}
+
+macro_rules! field_from_display {
+    ($($t:ty),*) => {$(
+        impl From<$t> for FieldValue {
+            fn from(v: $t) -> Self {
+                FieldValue(v.to_string().into())
+            }
+        }
+    )*};
+}
+field_from_display!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool
+);
+
+/// A local field bound in-process (`user.id`, `organisation.id`).
+#[derive(Clone, Debug)]
+pub(crate) struct Field {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) value: FieldValue,
+}
+
+/// The W3C trace context of this hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: TraceId,
+    parent_id: Option<SpanId>,
+    span_id: SpanId,
+    flags: TraceFlags,
+    tracestate: Option<TraceState>,
+}
+
+impl TraceContext {
+    /// A new trace: random trace id and span id, no parent.
+    pub fn new_root(sampled: bool) -> Self {
+        TraceContext {
+            trace_id: TraceId::random(),
+            parent_id: None,
+            span_id: SpanId::random(),
+            flags: TraceFlags::RANDOM.with_sampled(sampled),
+            tracestate: None,
+        }
+    }
+
+    /// Continues the trace of an inbound `traceparent`: same trace id, the caller's
+    /// parent id as this hop's parent, a fresh span id for this hop.
+    pub fn continue_from(tp: TraceParent, tracestate: Option<TraceState>) -> Self {
+        TraceContext {
+            trace_id: tp.trace_id(),
+            parent_id: Some(tp.parent_id()),
+            span_id: SpanId::random(),
+            flags: TraceFlags::new(tp.flags().bits() & TraceFlags::KNOWN),
+            tracestate,
+        }
+    }
+
+    /// The trace id, shared by every hop of the trace.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The caller's span (the inbound `parent-id`); `None` for a root.
+    pub fn parent_id(&self) -> Option<SpanId> {
+        self.parent_id
+    }
+
+    /// This hop's own span id (for logs).
+    pub fn span_id(&self) -> SpanId {
+        self.span_id
+    }
+
+    /// The trace flags.
+    pub fn flags(&self) -> TraceFlags {
+        self.flags
+    }
+
+    /// Whether the trace is sampled.
+    pub fn is_sampled(&self) -> bool {
+        self.flags.is_sampled()
+    }
+
+    /// The `tracestate` received with the trace, unchanged.
+    pub fn tracestate(&self) -> Option<&TraceState> {
+        self.tracestate.as_ref()
+    }
+
+    /// This hop as a `traceparent` (parent id = this hop's span id).
+    pub fn traceparent(&self) -> TraceParent {
+        TraceParent::new(self.trace_id, self.span_id, self.flags)
+    }
+
+    /// The `traceparent` for one outgoing call: same trace id, fresh parent id.
+    pub fn child(&self) -> TraceParent {
+        TraceParent::new(self.trace_id, SpanId::random(), self.flags)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Inner {
+    pub(crate) policy: Policy,
+    pub(crate) correlation_id: Option<CorrelationId>,
+    pub(crate) trace: Option<TraceContext>,
+    pub(crate) baggage: Option<Baggage>,
+    pub(crate) headers: SmallVec<[Header; 6]>,
+    pub(crate) fields: SmallVec<[Field; 2]>,
+}
+
+/// An immutable snapshot of the propagated context of one unit of work.
+///
+/// Cloning is one `Arc` clone. Binding a field ([`Context::with_field`],
+/// [`bind`](crate::bind)) makes a new snapshot (copy-on-write); holders of the old one
+/// are not affected.
+///
+/// ```
+/// use threadline::{Context, Policy, Trust};
+///
+/// let mut req = http::HeaderMap::new();
+/// req.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+/// let ctx = Policy::default().capture(&req, Trust::Trusted).context;
+///
+/// let mut out = http::HeaderMap::new();
+/// ctx.inject(&mut out);
+/// let sent = out["traceparent"].to_str().unwrap();
+/// assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+/// assert!(!sent.contains("00f067aa0ba902b7")); // a new parent id for the call
+/// assert_eq!(out["x-correlation-id"], ctx.correlation_id().unwrap().as_str());
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+impl Context {
+    pub(crate) fn from_inner(inner: Inner) -> Self {
+        Context {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The empty context: no correlation id, no trace, no fields, the default policy.
+    /// What [`Context::current`] answers outside any scope. Does not allocate after the
+    /// first call.
+    pub fn empty() -> Context {
+        static EMPTY: OnceLock<Context> = OnceLock::new();
+        EMPTY
+            .get_or_init(|| {
+                Context::from_inner(Inner {
+                    policy: Policy::default(),
+                    correlation_id: None,
+                    trace: None,
+                    baggage: None,
+                    headers: SmallVec::new(),
+                    fields: SmallVec::new(),
+                })
+            })
+            .clone()
+    }
+
+    /// `true` when nothing at all is set.
+    pub fn is_empty(&self) -> bool {
+        let i = &*self.inner;
+        i.correlation_id.is_none()
+            && i.trace.is_none()
+            && i.baggage.is_none()
+            && i.headers.is_empty()
+            && i.fields.is_empty()
+    }
+
+    /// The policy this context was captured with; it decides how it is injected.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The correlation id.
+    pub fn correlation_id(&self) -> Option<&CorrelationId> {
+        self.inner.correlation_id.as_ref()
+    }
+
+    /// The trace context of this hop.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.inner.trace.as_ref()
+    }
+
+    /// The trace id, if any.
+    pub fn trace_id(&self) -> Option<TraceId> {
+        self.inner.trace.as_ref().map(TraceContext::trace_id)
+    }
+
+    /// This hop's span id, if any.
+    pub fn span_id(&self) -> Option<SpanId> {
+        self.inner.trace.as_ref().map(TraceContext::span_id)
+    }
+
+    /// The baggage, kept as received (parse it on demand with [`Baggage::iter`]).
+    pub fn baggage(&self) -> Option<&Baggage> {
+        self.inner.baggage.as_ref()
+    }
+
+    /// A captured custom header by its inbound name (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.inner
+            .headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
+            .and_then(|h| h.value.to_str().ok())
+    }
+
+    /// The captured custom headers as `(inbound name, value)`, in capture order.
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
+        self.inner
+            .headers
+            .iter()
+            .map(|h| (&h.name, h.value.to_str().unwrap_or_default()))
+    }
+
+    /// A local field by name.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.inner
+            .fields
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .map(|f| f.value.as_str())
+    }
+
+    /// The local fields as `(name, value)`, in the order they were bound.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.inner
+            .fields
+            .iter()
+            .map(|f| (&*f.name, f.value.as_str()))
+    }
+
+    /// A new snapshot with `name` set to `value` (replacing an earlier value).
+    ///
+    /// Names must be non-empty RFC 7230 tokens (`user.id`, `organisation_id`): they
+    /// travel as message keys. An invalid name leaves the context unchanged and
+    /// answers `Err`.
+    pub fn try_with_field(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<FieldValue>,
+    ) -> Result<Context, InvalidFieldName> {
+        let name = name.into();
+        if name.is_empty() || name.len() > 64 || !name.bytes().all(crate::codec::is_tchar) {
+            return Err(InvalidFieldName(()));
+        }
+        let mut inner = (*self.inner).clone();
+        let value = value.into();
+        match inner.fields.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.value = value,
+            None => inner.fields.push(Field { name, value }),
+        }
+        Ok(Context::from_inner(inner))
+    }
+
+    /// Like [`Context::try_with_field`], returning the context unchanged for an invalid name.
+    pub fn with_field(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<FieldValue>,
+    ) -> Context {
+        self.try_with_field(name, value)
+            .unwrap_or_else(|_| self.clone())
+    }
+
+    /// Writes the context into a carrier. See [`Context::inject_where`].
+    pub fn inject<I: Injector + ?Sized>(&self, carrier: &mut I) -> Option<SpanId> {
+        self.inject_where(carrier, |_| true)
+    }
+
+    /// Writes the context into a carrier, each header only when `allow(outbound name)`:
+    /// the correlation id, a child `traceparent` (same trace id, fresh parent id, whose
+    /// id is returned), `tracestate`, B3 when the policy says so, `baggage`, the custom
+    /// headers under their outbound names, and the local fields on message carriers
+    /// (as `<prefix><name>`, percent-encoded like baggage values).
+    ///
+    /// A header the carrier already has is never overwritten; when it already has a
+    /// `traceparent`, `tracestate` and B3 are left to it as well.
+    pub fn inject_where<I, F>(&self, carrier: &mut I, allow: F) -> Option<SpanId>
+    where
+        I: Injector + ?Sized,
+        F: Fn(&HeaderName) -> bool,
+    {
+        let i = &*self.inner;
+        let p = &*i.policy.inner;
+        let put = |carrier: &mut I, name: &HeaderName, value: &HeaderValue| {
+            if allow(name) && !carrier.contains(name) {
+                carrier.set(name, value);
+            }
+        };
+        if let Some(id) = &i.correlation_id {
+            put(carrier, &p.correlation_header, id.header_value());
+        }
+        let mut sent = None;
+        if let Some(t) = &i.trace {
+            if allow(&names::TRACEPARENT) && !carrier.contains(&names::TRACEPARENT) {
+                let tp = t.child();
+                if let Ok(v) = HeaderValue::from_bytes(tp.encode().as_bytes()) {
+                    carrier.set(&names::TRACEPARENT, &v);
+                    sent = Some(tp.parent_id());
+                }
+                if let Some(ts) = &t.tracestate {
+                    put(carrier, &names::TRACESTATE, ts.header_value());
+                }
+                let b3 = B3::from_trace_parent(&tp);
+                match p.emit_b3 {
+                    B3Emit::None => {}
+                    B3Emit::Single => {
+                        if let Ok(v) = HeaderValue::from_bytes(b3.encode_single().as_bytes()) {
+                            put(carrier, &names::B3, &v);
+                        }
+                    }
+                    B3Emit::Multi => {
+                        for (name, buf) in b3.encode_multi().into_iter().flatten() {
+                            if let Ok(v) = HeaderValue::from_bytes(buf.as_bytes()) {
+                                put(carrier, &HeaderName::from_static(name), &v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(b) = &i.baggage {
+            put(carrier, &names::BAGGAGE, b.header_value());
+        }
+        for h in &i.headers {
+            put(carrier, &h.wire, &h.value);
+        }
+        if !i.fields.is_empty() && (carrier.kind() == CarrierKind::Message || p.fields_over_http) {
+            let mut key = String::with_capacity(p.field_prefix.len() + 16);
+            let mut value = String::new();
+            for f in &i.fields {
+                key.clear();
+                key.push_str(&p.field_prefix);
+                key.extend(f.name.chars().map(|c| c.to_ascii_lowercase()));
+                value.clear();
+                encode_baggage_value(f.value.as_str(), &mut value);
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(key.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    put(carrier, &k, &v);
+                }
+            }
+        }
+        sent
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("Context")
+            .field("correlation_id", &i.correlation_id)
+            .field("trace", &i.trace)
+            .field("baggage", &i.baggage)
+            .field("headers", &i.headers)
+            .field("fields", &i.fields)
+            .finish()
+    }
+}
+
+/// A field name that is not a non-empty RFC 7230 token of at most 64 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidFieldName(());
+
+impl InvalidFieldName {
+    pub(crate) const fn new() -> Self {
+        InvalidFieldName(())
+    }
+}
+
+impl fmt::Display for InvalidFieldName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field names must be RFC 7230 tokens of 1 to 64 bytes (like `user.id`)")
+    }
+}
+
+impl std::error::Error for InvalidFieldName {}

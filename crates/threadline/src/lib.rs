@@ -1,0 +1,80 @@
+//! Threadline: request context that follows the work.
+//!
+//! Capture the configured headers (correlation id, W3C `traceparent`/`tracestate`,
+//! `baggage`, B3, custom ones like `x-tenant-id`) on the way in; hold them in an
+//! async-safe scope; read them anywhere; hand them to spawned tasks; write them onto
+//! outgoing calls and messages; restore them on the other side.
+//!
+//! # Server side: capture and scope
+//!
+//! ```
+//! use threadline::{Context, Policy, Trust};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//!
+//! let mut request = http::HeaderMap::new();
+//! request.insert("x-correlation-id", "req-7".parse().unwrap());
+//! request.insert("x-tenant-id", "acme".parse().unwrap());
+//!
+//! let ctx = policy.capture(&request, Trust::Trusted).context;
+//! ctx.scope(async {
+//!     threadline::bind("user.id", "alice");
+//!     let background = threadline::spawn(async {
+//!         Context::current().field("user.id").map(str::to_owned)
+//!     });
+//!     assert_eq!(background.await.unwrap().as_deref(), Some("alice"));
+//!     assert_eq!(Context::current().get("x-tenant-id"), Some("acme"));
+//! }).await;
+//! # }
+//! ```
+//!
+//! # Client side: inject
+//!
+//! ```
+//! use threadline::{Context, Policy, Trust};
+//!
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let mut inbound = http::HeaderMap::new();
+//! inbound.insert("x-tenant-id", "acme".parse().unwrap());
+//! let ctx = policy.capture(&inbound, Trust::Trusted).context;
+//!
+//! let mut outgoing = http::HeaderMap::new();
+//! ctx.inject(&mut outgoing);
+//! assert_eq!(outgoing["x-tenant-id"], "acme");
+//! assert!(outgoing.contains_key("traceparent"));
+//! assert!(outgoing.contains_key("x-correlation-id"));
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `serde` | yes | [`Policy::from_toml`] and `serde` for [`PolicyConfig`] |
+//! | `json` | yes | [`json::JsonCarrier`]: context under one key of a JSON payload |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod carrier;
+pub mod codec;
+#[cfg(feature = "serde")]
+mod config;
+mod context;
+#[cfg(feature = "json")]
+pub mod json;
+pub mod names;
+mod policy;
+mod scope;
+
+pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
+#[cfg(feature = "serde")]
+pub use config::{ConfigError, PolicyConfig};
+pub use context::{Context, FieldValue, InvalidFieldName, MAX_FIELD_BYTES, TraceContext};
+pub use policy::{
+    B3Emit, CREDENTIALS, Captured, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy,
+    PolicyBuilder, PolicyError, Reason, Rejection, Report, Trust, Validator,
+};
+pub use scope::{
+    BindError, InCurrentContext, NoContext, Scoped, bind, spawn, spawn_blocking, try_bind,
+};

@@ -1,0 +1,44 @@
+//! Header names Threadline handles itself.
+
+use http::HeaderName;
+
+/// `traceparent`.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// `tracestate`.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// `baggage`.
+pub const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+/// Single-header B3.
+pub const B3: HeaderName = HeaderName::from_static("b3");
+/// `X-B3-TraceId`.
+pub const B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+/// `X-B3-SpanId`.
+pub const B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+/// `X-B3-ParentSpanId`.
+pub const B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+/// `X-B3-Sampled`.
+pub const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+/// `X-B3-Flags`.
+pub const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+/// `x-correlation-id`, the default correlation header.
+pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+/// `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Name used in reports for a broken envelope.
+pub(crate) const ENVELOPE: HeaderName = HeaderName::from_static("_http_headers");
+
+/// Names handled by the trace-context, baggage and B3 settings.
+pub(crate) fn is_reserved(name: &HeaderName) -> bool {
+    [
+        &TRACEPARENT,
+        &TRACESTATE,
+        &BAGGAGE,
+        &B3,
+        &B3_TRACE_ID,
+        &B3_SPAN_ID,
+        &B3_PARENT_SPAN_ID,
+        &B3_SAMPLED,
+        &B3_FLAGS,
+    ]
+    .contains(&name)
+}

@@ -1,0 +1,229 @@
+//! Task-local scope: which [`Context`] is current, and its hand-over to new tasks.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskCx, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::task::JoinHandle;
+use tokio::task::futures::TaskLocalFuture;
+
+use crate::context::{Context, FieldValue, InvalidFieldName};
+
+tokio::task_local! {
+    static CURRENT: RefCell<Context>;
+}
+
+/// There is no current context (the code runs outside any scope).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoContext(());
+
+impl fmt::Display for NoContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no threadline context is current (outside any scope)")
+    }
+}
+
+impl std::error::Error for NoContext {}
+
+/// Why [`try_bind`] did not bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BindError {
+    /// Outside any scope.
+    NoContext,
+    /// The name is not a token (see [`Context::try_with_field`]).
+    InvalidName,
+    /// Called from inside [`Context::with_current`]'s closure.
+    Busy,
+}
+
+impl fmt::Display for BindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindError::NoContext => fmt::Display::fmt(&NoContext(()), f),
+            BindError::InvalidName => fmt::Display::fmt(&InvalidFieldName::new(), f),
+            BindError::Busy => f.write_str("cannot bind while the current context is being read"),
+        }
+    }
+}
+
+impl std::error::Error for BindError {}
+
+pin_project! {
+    /// A future that runs inside a [`Context`] (or, made outside any scope by
+    /// [`InCurrentContext::in_current_context`], without one).
+    ///
+    /// The previous context is restored whenever the inner future yields, finishes,
+    /// panics or is dropped mid-poll.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Scoped<F> {
+        #[pin]
+        inner: ScopedInner<F>,
+    }
+}
+
+pin_project! {
+    #[project = ScopedProj]
+    enum ScopedInner<F> {
+        Scoped { #[pin] fut: TaskLocalFuture<RefCell<Context>, F> },
+        Plain { #[pin] fut: F },
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<F::Output> {
+        match self.project().inner.project() {
+            ScopedProj::Scoped { fut } => fut.poll(cx),
+            ScopedProj::Plain { fut } => fut.poll(cx),
+        }
+    }
+}
+
+impl<F> fmt::Debug for Scoped<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scoped(..)")
+    }
+}
+
+impl Context {
+    /// Runs `fut` with this context current.
+    ///
+    /// ```
+    /// use threadline::{Context, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let ctx = Policy::default().new_root();
+    /// let id = ctx.correlation_id().cloned();
+    /// ctx.scope(async move {
+    ///     assert_eq!(Context::current().correlation_id().cloned(), id);
+    /// }).await;
+    /// assert!(Context::try_current().is_err());
+    /// # }
+    /// ```
+    pub fn scope<F: Future>(self, fut: F) -> Scoped<F> {
+        Scoped {
+            inner: ScopedInner::Scoped {
+                fut: CURRENT.scope(RefCell::new(self), fut),
+            },
+        }
+    }
+
+    /// Runs the closure `f` with this context current: the variant for blocking code.
+    /// The previous context is restored afterwards, also when `f` panics.
+    pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(RefCell::new(self), f)
+    }
+
+    /// The current context, or [`Context::empty`] outside any scope. Never panics.
+    pub fn current() -> Context {
+        Self::try_current().unwrap_or_else(|_| Context::empty())
+    }
+
+    /// The current context, or [`NoContext`] outside any scope. Never panics.
+    pub fn try_current() -> Result<Context, NoContext> {
+        Self::with_current(Context::clone).ok_or(NoContext(()))
+    }
+
+    /// Calls `f` with a reference to the current context, without cloning it; `None`
+    /// outside any scope. For hot paths such as log formatting.
+    pub fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+        CURRENT
+            .try_with(|c| c.try_borrow().ok().map(|c| f(&c)))
+            .ok()
+            .flatten()
+    }
+}
+
+/// Binds a local field on the current context: every later read in this task (and in
+/// tasks spawned after this call) sees it; tasks spawned before keep their snapshot.
+/// Outside a scope, or with an invalid name, it does nothing (see [`try_bind`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use threadline::{Context, Policy};
+///
+/// Policy::default().new_root().scope(async {
+///     threadline::bind("user.id", 42u64);
+///     assert_eq!(Context::current().field("user.id"), Some("42"));
+/// }).await;
+/// # }
+/// ```
+pub fn bind(name: impl Into<Cow<'static, str>>, value: impl Into<FieldValue>) {
+    let _ = try_bind(name, value);
+}
+
+/// Like [`bind`], but says why it did not bind.
+pub fn try_bind(
+    name: impl Into<Cow<'static, str>>,
+    value: impl Into<FieldValue>,
+) -> Result<(), BindError> {
+    CURRENT
+        .try_with(|cell| {
+            let next = {
+                let cur = cell.try_borrow().map_err(|_| BindError::Busy)?;
+                cur.try_with_field(name, value)
+                    .map_err(|_| BindError::InvalidName)?
+            };
+            let mut slot = cell.try_borrow_mut().map_err(|_| BindError::Busy)?;
+            *slot = next;
+            Ok(())
+        })
+        .map_err(|_| BindError::NoContext)?
+}
+
+/// Carries a context into a future.
+pub trait InCurrentContext: Future + Sized {
+    /// Runs this future in the context current now (or without one, outside any scope).
+    fn in_current_context(self) -> Scoped<Self> {
+        match Context::try_current() {
+            Ok(ctx) => ctx.scope(self),
+            Err(_) => Scoped {
+                inner: ScopedInner::Plain { fut: self },
+            },
+        }
+    }
+
+    /// Runs this future in `ctx`.
+    fn in_context(self, ctx: Context) -> Scoped<Self> {
+        ctx.scope(self)
+    }
+}
+
+impl<F: Future> InCurrentContext for F {}
+
+/// `tokio::spawn` that carries the current context into the new task (a snapshot:
+/// fields bound later by the spawner are not seen). Outside any scope it is plain
+/// `tokio::spawn`.
+///
+/// # Panics
+///
+/// Like `tokio::spawn`, when called outside a Tokio runtime.
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(fut.in_current_context())
+}
+
+/// `tokio::task::spawn_blocking` that runs the closure in the current context.
+///
+/// # Panics
+///
+/// Like `tokio::task::spawn_blocking`, when called outside a Tokio runtime.
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match Context::try_current() {
+        Ok(ctx) => tokio::task::spawn_blocking(move || ctx.sync_scope(f)),
+        Err(_) => tokio::task::spawn_blocking(f),
+    }
+}
