@@ -1,0 +1,139 @@
+//! Property tests: no decoder panics on arbitrary bytes; valid values round-trip;
+//! invalid ones are rejected with a typed reason.
+
+use proptest::prelude::*;
+use threadline::codec::{B3, Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState};
+use threadline::{Policy, Trust};
+
+fn trace_id() -> impl Strategy<Value = TraceId> {
+    any::<[u8; 16]>().prop_filter_map("non-zero", TraceId::from_bytes)
+}
+
+fn span_id() -> impl Strategy<Value = SpanId> {
+    any::<[u8; 8]>().prop_filter_map("non-zero", SpanId::from_bytes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = TraceParent::decode(&bytes);
+        let _ = TraceState::validate(&bytes);
+        let _ = TraceState::decode(&bytes);
+        let _ = Baggage::validate(&bytes, 64, 8192);
+        let _ = Baggage::collect([&bytes[..]], 64, 8192);
+        let _ = B3::decode_single(&bytes);
+        let _ = B3::decode_multi(Some(&bytes), Some(&bytes), Some(&bytes), Some(&bytes), None);
+        let _ = CorrelationId::validate(&bytes, 128);
+    }
+
+    #[test]
+    fn decoders_never_panic_on_near_valid_text(s in "[0-9a-fA-F\\-=,;% @_*/]{0,120}") {
+        let b = s.as_bytes();
+        let _ = TraceParent::decode(b);
+        let _ = TraceState::validate(b);
+        let _ = Baggage::validate(b, 64, 8192);
+        let _ = B3::decode_single(b);
+    }
+
+    #[test]
+    fn traceparent_round_trips(t in trace_id(), p in span_id(), flags in 0u8..4) {
+        let tp = TraceParent::new(t, p, TraceFlags::new(flags));
+        let enc = tp.encode();
+        let back = TraceParent::decode(enc.as_bytes()).unwrap();
+        prop_assert_eq!(back, tp);
+        prop_assert_eq!(enc.as_str().len(), 55);
+    }
+
+    #[test]
+    fn traceparent_mutations_are_rejected_with_a_reason(t in trace_id(), p in span_id(), pos in 0usize..55, byte in any::<u8>()) {
+        let enc = TraceParent::new(t, p, TraceFlags::SAMPLED).encode();
+        let mut bytes = enc.as_bytes().to_vec();
+        let original = bytes[pos];
+        bytes[pos] = byte;
+        match TraceParent::decode(&bytes) {
+            Ok(tp) => {
+                // Only a change to another lower-case hex digit can stay valid.
+                prop_assert!(matches!(byte, b'0'..=b'9' | b'a'..=b'f') || byte == original);
+                let _ = tp;
+            }
+            Err(e) => prop_assert!(!e.kind().reason().is_empty()),
+        }
+    }
+
+    #[test]
+    fn b3_round_trips(t in trace_id(), s in span_id(), sampled in any::<bool>()) {
+        let tp = TraceParent::new(t, s, TraceFlags::default().with_sampled(sampled));
+        let b3 = B3::from_trace_parent(&tp);
+        let back = B3::decode_single(b3.encode_single().as_bytes()).unwrap();
+        prop_assert_eq!(back.to_trace_parent().unwrap(), tp);
+        let multi = b3.encode_multi();
+        let get = |name: &str| multi.iter().flatten().find(|(k, _)| *k == name).map(|(_, v)| v.as_bytes().to_vec());
+        let (tr, sp, sa) = (get(B3::TRACE_ID), get(B3::SPAN_ID), get(B3::SAMPLED));
+        let back = B3::decode_multi(tr.as_deref(), sp.as_deref(), None, sa.as_deref(), None).unwrap().unwrap();
+        prop_assert_eq!(back.to_trace_parent().unwrap(), tp);
+    }
+
+    #[test]
+    fn baggage_round_trips(entries in proptest::collection::vec(("[a-zA-Z0-9!#$&'*+.^_`|~-]{1,12}", "\\PC{0,20}"), 1..20)) {
+        let mut seen = std::collections::HashSet::new();
+        let entries: Vec<(String, String)> = entries.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect();
+        let b = Baggage::encode(entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
+        let back = Baggage::decode(b.as_str().as_bytes()).unwrap();
+        let decoded: Vec<(String, String)> = back.iter().map(|m| (m.key().to_owned(), m.value().into_owned())).collect();
+        prop_assert_eq!(decoded, entries);
+    }
+
+    #[test]
+    fn baggage_collect_keeps_whole_members_within_limits(
+        entries in proptest::collection::vec("[a-z]{1,6}=[a-z0-9%]{0,30}", 0..120),
+        max_members in 1usize..80,
+        max_bytes in 1usize..600,
+    ) {
+        let joined = entries.join(",");
+        let (kept, dropped) = Baggage::collect([joined.as_bytes()], max_members, max_bytes);
+        let kept_count = kept.as_ref().map_or(0, |b| b.iter().count());
+        if let Some(b) = &kept {
+            prop_assert!(b.as_str().len() <= max_bytes);
+            prop_assert!(kept_count <= max_members);
+            prop_assert!(Baggage::validate(b.as_str().as_bytes(), max_members, max_bytes).is_ok());
+            for m in b.iter() {
+                prop_assert!(entries.iter().any(|e| e == m.as_str()), "partial member {}", m.as_str());
+            }
+        }
+        let nonempty = entries.len();
+        prop_assert_eq!(kept_count + dropped, nonempty);
+    }
+
+    #[test]
+    fn tracestate_trim_never_exceeds_the_limit(n in 1usize..32, size in 1usize..200, max in 1usize..2000) {
+        let list: Vec<String> = (0..n).map(|i| format!("k{i}={}", "v".repeat(size))).collect();
+        let ts = TraceState::decode(list.join(",").as_bytes()).unwrap();
+        if let Some(t) = ts.trimmed(max) {
+            prop_assert!(t.as_str().len() <= max);
+            prop_assert!(TraceState::validate(t.as_str().as_bytes()).is_ok());
+            for (k, v) in t.iter() {
+                prop_assert_eq!(ts.get(k), Some(v), "entries are kept whole");
+            }
+        }
+    }
+
+    #[test]
+    fn capture_never_panics_and_never_keeps_control_chars(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 7)) {
+        let names = ["traceparent", "tracestate", "baggage", "x-correlation-id", "x-tenant-id", "b3", "tl-field-user.id"];
+        let mut map = std::collections::HashMap::new();
+        for (n, v) in names.iter().zip(&values) {
+            map.insert((*n).to_owned(), String::from_utf8_lossy(v).into_owned());
+        }
+        let policy = Policy::builder().header("x-tenant-id").accept_b3(true).build().unwrap();
+        let ctx = policy.capture(&map, Trust::Untrusted).context;
+        let clean = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+        prop_assert!(clean(ctx.correlation_id().unwrap().as_str()));
+        for (_, v) in ctx.headers() { prop_assert!(clean(v)); }
+        for (_, v) in ctx.fields() { prop_assert!(!v.chars().any(char::is_control)); }
+        if let Some(b) = ctx.baggage() { prop_assert!(clean(b.as_str())); }
+        let mut out = http::HeaderMap::new();
+        ctx.inject(&mut out);
+    }
+}

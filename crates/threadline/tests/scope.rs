@@ -1,0 +1,231 @@
+//! Task-local scope: current/try_current, restore on exit, panic and cancellation,
+//! bind visibility, hand-over to spawned and blocking tasks, no leakage.
+
+use std::time::Duration;
+
+use threadline::{BindError, Context, InCurrentContext, Policy, Trust};
+
+fn ctx(id: &str) -> Context {
+    let mut h = http::HeaderMap::new();
+    h.insert("x-correlation-id", id.parse().unwrap());
+    Policy::default().capture(&h, Trust::Trusted).context
+}
+
+fn current_id() -> Option<String> {
+    Context::try_current().ok()?.correlation_id().map(|c| c.as_str().to_owned())
+}
+
+#[tokio::test]
+async fn outside_any_scope_there_is_a_typed_answer_not_a_panic() {
+    assert!(Context::try_current().is_err());
+    assert!(Context::current().is_empty());
+    assert_eq!(Context::with_current(|_| ()), None);
+    assert_eq!(threadline::try_bind("user.id", "x"), Err(BindError::NoContext));
+    threadline::bind("user.id", "x"); // a no-op, not a panic
+}
+
+#[tokio::test]
+async fn scope_sets_and_restores() {
+    ctx("outer")
+        .scope(async {
+            assert_eq!(current_id().as_deref(), Some("outer"));
+            ctx("inner")
+                .scope(async {
+                    tokio::task::yield_now().await;
+                    assert_eq!(current_id().as_deref(), Some("inner"));
+                })
+                .await;
+            assert_eq!(current_id().as_deref(), Some("outer"), "outer restored after inner");
+        })
+        .await;
+    assert_eq!(current_id(), None, "nothing current after the scope");
+}
+
+#[tokio::test]
+async fn restored_after_a_panic() {
+    let outer = ctx("outer");
+    outer
+        .scope(async {
+            let res = tokio::spawn(ctx("panics").scope(async {
+                panic!("handler failed");
+            }))
+            .await;
+            assert!(res.is_err());
+            // A panic inside a nested scope polled in this task:
+            let caught = futures_catch(ctx("inner-panic").scope(async {
+                tokio::task::yield_now().await;
+                panic!("boom");
+            }))
+            .await;
+            assert!(caught.is_err());
+            assert_eq!(current_id().as_deref(), Some("outer"), "restored after a panic mid-poll");
+        })
+        .await;
+    assert_eq!(current_id(), None);
+}
+
+async fn futures_catch<F: std::future::Future>(fut: F) -> Result<F::Output, ()> {
+    use std::panic::AssertUnwindSafe;
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+        Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+        Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+        Err(_) => std::task::Poll::Ready(Err(())),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn restored_after_cancellation() {
+    ctx("outer")
+        .scope(async {
+            let slow = ctx("cancelled").scope(async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+            let timed_out = tokio::time::timeout(Duration::from_millis(10), slow).await;
+            assert!(timed_out.is_err(), "the inner future was dropped mid-flight");
+            assert_eq!(current_id().as_deref(), Some("outer"));
+        })
+        .await;
+    assert_eq!(current_id(), None);
+}
+
+#[test]
+fn sync_scope_for_blocking_code_restores_even_on_panic() {
+    ctx("sync").sync_scope(|| {
+        assert_eq!(current_id().as_deref(), Some("sync"));
+        let r = std::panic::catch_unwind(|| ctx("inner").sync_scope(|| panic!("blocking failure")));
+        assert!(r.is_err());
+        assert_eq!(current_id().as_deref(), Some("sync"));
+    });
+    assert_eq!(current_id(), None);
+}
+
+#[tokio::test]
+async fn bind_is_seen_later_in_the_task_and_by_later_spawns_only() {
+    ctx("req")
+        .scope(async {
+            let before = Context::current();
+            let early = threadline::spawn(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Context::current().field("user.id").map(str::to_owned)
+            });
+            threadline::bind("user.id", "alice");
+            threadline::bind("organisation.id", 7u32);
+            assert_eq!(Context::current().field("user.id"), Some("alice"));
+            assert_eq!(before.field("user.id"), None, "old snapshots are not mutated");
+            nested_reads_field().await;
+            let late = threadline::spawn(async { Context::current().field("user.id").map(str::to_owned) });
+            assert_eq!(early.await.unwrap(), None, "a task spawned earlier keeps its snapshot");
+            assert_eq!(late.await.unwrap().as_deref(), Some("alice"));
+            threadline::bind("user.id", "bob");
+            assert_eq!(Context::current().field("user.id"), Some("bob"), "rebinding replaces");
+            assert_eq!(Context::current().fields().count(), 2);
+            assert_eq!(threadline::try_bind("bad name", "x"), Err(BindError::InvalidName));
+            assert_eq!(threadline::try_bind("", "x"), Err(BindError::InvalidName));
+        })
+        .await;
+}
+
+async fn nested_reads_field() {
+    tokio::task::yield_now().await;
+    assert_eq!(Context::current().field("organisation.id"), Some("7"));
+}
+
+#[tokio::test]
+async fn field_values_cannot_carry_control_characters() {
+    ctx("req")
+        .scope(async {
+            threadline::bind("user.id", "alice\r\n{\"level\":\"ERROR\"}");
+            let v = Context::current().field("user.id").unwrap().to_owned();
+            assert!(!v.contains('\n') && !v.contains('\r'), "{v:?}");
+            assert!(v.starts_with("alice"));
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn spawn_blocking_and_in_current_context_carry_the_context() {
+    ctx("carry")
+        .scope(async {
+            let blocking = threadline::spawn_blocking(current_id).await.unwrap();
+            assert_eq!(blocking.as_deref(), Some("carry"));
+            let fut = async { current_id() }.in_current_context();
+            let plain = tokio::spawn(fut).await.unwrap();
+            assert_eq!(plain.as_deref(), Some("carry"));
+            let other = tokio::spawn(async { current_id() }.in_context(ctx("explicit"))).await.unwrap();
+            assert_eq!(other.as_deref(), Some("explicit"));
+            let bare = tokio::spawn(async { current_id() }).await.unwrap();
+            assert_eq!(bare, None, "plain tokio::spawn does not carry it");
+        })
+        .await;
+    // Outside any scope they behave like the plain tokio functions.
+    assert_eq!(threadline::spawn(async { current_id() }).await.unwrap(), None);
+    assert_eq!(threadline::spawn_blocking(current_id).await.unwrap(), None);
+    assert_eq!(async { current_id() }.in_current_context().await, None);
+}
+
+#[test]
+fn no_leakage_between_requests_on_one_reused_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        ctx("request-a")
+            .scope(async {
+                threadline::bind("user.id", "alice");
+                tokio::task::yield_now().await;
+            })
+            .await;
+        ctx("request-b")
+            .scope(async {
+                assert_eq!(current_id().as_deref(), Some("request-b"));
+                assert_eq!(Context::current().field("user.id"), None, "no stale field from request A");
+            })
+            .await;
+        // and a panicking request leaves nothing behind either
+        let _ = tokio::spawn(ctx("request-c").scope(async { panic!("c fails") })).await;
+        assert_eq!(current_id(), None);
+    });
+}
+
+#[test]
+fn no_leakage_across_many_concurrent_tasks_on_two_workers() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for i in 0..5000u32 {
+            let id = format!("req-{i}");
+            handles.push(tokio::spawn(ctx(&id).scope(async move {
+                threadline::bind("n", i);
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                    assert_eq!(current_id().as_deref(), Some(id.as_str()));
+                }
+                let child = threadline::spawn(async { (current_id(), Context::current().field("n").map(str::to_owned)) });
+                let (cid, n) = child.await.unwrap();
+                assert_eq!(cid.as_deref(), Some(id.as_str()));
+                assert_eq!(n, Some(i.to_string()));
+                if i % 97 == 0 {
+                    panic!("request {i} fails");
+                }
+                i
+            })));
+        }
+        let mut ok = 0;
+        let mut panicked = 0;
+        for (i, h) in handles.into_iter().enumerate() {
+            match h.await {
+                Ok(v) => {
+                    assert_eq!(v as usize, i);
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert!(e.is_panic());
+                    assert_eq!(i % 97, 0, "only the planned panics");
+                    panicked += 1;
+                }
+            }
+        }
+        assert_eq!(ok + panicked, 5000);
+        assert_eq!(panicked, 5000usize.div_ceil(97));
+    });
+}
