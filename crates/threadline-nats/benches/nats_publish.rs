@@ -1,0 +1,97 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+//! Publish throughput on one NATS connection: plain `publish` against
+//! `publish_in_context` (correlation id, traceparent, x-tenant-id and a bound user.id as
+//! headers), in the same run.
+//!
+//! `cargo bench -p threadline-nats --bench nats_publish` (needs NATS on 127.0.0.1:4222;
+//! prints SKIP and does nothing without it).
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use threadline::{Policy, Trust};
+use threadline_nats::ClientExt;
+
+fn publish(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let client = match rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            async_nats::connect("127.0.0.1:4222"),
+        )
+        .await
+    }) {
+        Ok(Ok(client)) => client,
+        _ => {
+            eprintln!("SKIP nats_publish: NATS is not reachable on 127.0.0.1:4222");
+            return;
+        }
+    };
+    let subject = format!("threadline.bench.{}", std::process::id());
+    let payload = bytes::Bytes::from(vec![b'x'; 128]);
+
+    let policy = Policy::builder()
+        .header("x-tenant-id")
+        .build()
+        .expect("policy");
+    let mut inbound = http::HeaderMap::new();
+    inbound.insert("x-correlation-id", "bench-order-42".parse().unwrap());
+    inbound.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    inbound.insert("x-tenant-id", "acme".parse().unwrap());
+    let ctx = policy
+        .capture(&inbound, Trust::Trusted)
+        .context
+        .with_field("user.id", "alice");
+
+    let mut group = c.benchmark_group("nats_publish");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+
+    group.bench_function("without_context", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client
+                        .publish(subject.clone(), payload.clone())
+                        .await
+                        .expect("publish");
+                }
+                client.flush().await.expect("flush");
+                start.elapsed()
+            })
+        })
+    });
+
+    group.bench_function("with_context", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(ctx.clone().scope(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client
+                        .publish_in_context(subject.clone(), payload.clone())
+                        .await
+                        .expect("publish");
+                }
+                client.flush().await.expect("flush");
+                start.elapsed()
+            }))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, publish);
+criterion_main!(benches);
