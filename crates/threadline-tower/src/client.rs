@@ -1,0 +1,325 @@
+//! The client layer: write the current context onto outgoing requests.
+//!
+//! Wraps any `Service<http::Request<B>>`: hyper-util's legacy `Client`, a tonic
+//! `Channel`, a tower stack of your own. Each outgoing request gets, as far as the
+//! [`Targets`] allow for its destination: the correlation id, a child `traceparent`
+//! (same trace id, a new parent id per call), `tracestate`, `baggage` and the custom
+//! headers under their outbound (renamed) names. A header the caller already set is
+//! never overwritten. Outside any scope the request passes through untouched, or
+//! starts a new trace with [`PropagateLayer::new_trace_outside_scope`].
+//!
+//! ```
+//! use http::{HeaderMap, Request, Response};
+//! use threadline::{Policy, Trust};
+//! use threadline_tower::{PropagateLayer, Target, Targets};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // Stands in for hyper-util's Client: answers with the headers it was sent.
+//! let client = ServiceBuilder::new()
+//!     .layer(PropagateLayer::new(Targets::new().allow(Target::host("*.internal"))))
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         Ok::<_, std::convert::Infallible>(Response::new(req.headers().clone()))
+//!     }));
+//!
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let mut inbound = HeaderMap::new();
+//! inbound.insert("x-tenant-id", "acme".parse().unwrap());
+//! let ctx = policy.capture(&inbound, Trust::Trusted).context;
+//!
+//! let sent: HeaderMap = ctx.scope(async {
+//!     let req = Request::get("http://orders.internal/x").body(()).unwrap();
+//!     client.clone().oneshot(req).await.unwrap().into_body()
+//! }).await;
+//! assert_eq!(sent["x-tenant-id"], "acme");
+//!
+//! let outside: HeaderMap = ctx.scope(async {
+//!     let req = Request::get("https://api.example.com/").body(()).unwrap();
+//!     client.clone().oneshot(req).await.unwrap().into_body()
+//! }).await;
+//! assert!(outside.is_empty()); // not an allowed destination
+//! # }
+//! ```
+
+use std::fmt;
+use std::task::{Context as TaskCx, Poll};
+
+use http::{HeaderMap, Request, Uri};
+use threadline::{Context, Policy};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::targets::{Grant, Targets};
+
+#[derive(Clone, Debug)]
+enum Destination {
+    ByUri(Targets),
+    Fixed(Grant),
+}
+
+/// Writes the current context onto outgoing requests. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct PropagateLayer {
+    dest: Destination,
+    outside: Option<Policy>,
+}
+
+impl PropagateLayer {
+    /// Decides per request from its URI (scheme, host, port) through `targets`. A URI
+    /// without a host (a request built for a connection-bound client) is looked up
+    /// by its `host` header, and failing that gets the targets' fallback grant.
+    pub fn new(targets: Targets) -> Self {
+        PropagateLayer {
+            dest: Destination::ByUri(targets),
+            outside: None,
+        }
+    }
+
+    /// For a client bound to one known destination (a tonic `Channel` to one of
+    /// your services): every request gets `grant`, whatever its URI.
+    pub fn fixed(grant: Grant) -> Self {
+        PropagateLayer {
+            dest: Destination::Fixed(grant),
+            outside: None,
+        }
+    }
+
+    /// Outside any scope, start a new trace (a fresh correlation id and root trace
+    /// from `policy`) for each request instead of passing it through untouched.
+    pub fn new_trace_outside_scope(mut self, policy: Policy) -> Self {
+        self.outside = Some(policy);
+        self
+    }
+
+    /// The grant for a request to `uri` with `headers`.
+    fn grant<'a>(&'a self, uri: &Uri, headers: &HeaderMap) -> &'a Grant {
+        match &self.dest {
+            Destination::Fixed(g) => g,
+            Destination::ByUri(targets) => {
+                if uri.host().is_some() {
+                    targets.grant_for(uri.scheme_str(), uri.host(), uri.port_u16())
+                } else {
+                    let authority = headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+                    match authority {
+                        Some(a) => targets.grant_for(None, Some(a.host()), a.port_u16()),
+                        None => targets.grant_for(None, None, None),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the current context (or a new root, see
+    /// [`PropagateLayer::new_trace_outside_scope`]) into `headers` for a request to
+    /// `uri`. What the layer does per request; public for clients that are not Tower
+    /// services.
+    pub fn inject(&self, uri: &Uri, headers: &mut HeaderMap) {
+        let grant = self.grant(uri, headers);
+        inject_with(grant, self.outside.as_ref(), headers);
+    }
+}
+
+/// Injects the current context into `headers` under `grant`.
+pub(crate) fn inject_with(grant: &Grant, outside: Option<&Policy>, headers: &mut HeaderMap) {
+    if grant.is_nothing() {
+        return;
+    }
+    let done = Context::with_current(|ctx| {
+        ctx.inject_where(headers, |n| grant.allows(n));
+    });
+    if done.is_none() {
+        if let Some(policy) = outside {
+            policy.new_root().inject_where(headers, |n| grant.allows(n));
+        }
+    }
+}
+
+impl<S> Layer<S> for PropagateLayer {
+    type Service = Propagate<S>;
+
+    fn layer(&self, inner: S) -> Propagate<S> {
+        Propagate {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`PropagateLayer`].
+#[derive(Clone)]
+pub struct Propagate<S> {
+    inner: S,
+    layer: PropagateLayer,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Propagate<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Propagate")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S> Propagate<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, layer: PropagateLayer) -> Self {
+        Propagate { inner, layer }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for Propagate<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskCx<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> S::Future {
+        // Split into parts: the URI is read while the headers are written.
+        let (mut parts, body) = req.into_parts();
+        self.layer.inject(&parts.uri, &mut parts.headers);
+        self.inner.call(Request::from_parts(parts, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::targets::Target;
+    use std::convert::Infallible;
+    use threadline::Trust;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    fn echo_headers(
+        layer: PropagateLayer,
+    ) -> impl Service<Request<()>, Response = HeaderMap, Error = Infallible> + Clone {
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|req: Request<()>| async move {
+                Ok::<_, Infallible>(req.headers().clone())
+            }))
+    }
+
+    fn ctx() -> Context {
+        let policy = Policy::builder()
+            .header("x-tenant-id")
+            .header("authorization")
+            .build()
+            .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-tenant-id", "acme".parse().unwrap());
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        policy.capture(&h, Trust::Trusted).context
+    }
+
+    #[tokio::test]
+    async fn outside_scope_passes_through_or_starts_a_trace() {
+        let svc = echo_headers(PropagateLayer::new(Targets::everywhere()));
+        let sent = svc.oneshot(Request::new(())).await.unwrap();
+        assert!(sent.is_empty());
+
+        let svc = echo_headers(
+            PropagateLayer::new(Targets::everywhere()).new_trace_outside_scope(Policy::default()),
+        );
+        let sent = svc.oneshot(Request::new(())).await.unwrap();
+        assert!(sent.contains_key("traceparent"));
+        assert!(sent.contains_key("x-correlation-id"));
+    }
+
+    #[tokio::test]
+    async fn never_overwrites_and_new_parent_per_call() {
+        let svc = echo_headers(PropagateLayer::new(Targets::everywhere()));
+        let c = ctx();
+        let (a, b, mine) = c
+            .scope(async {
+                let a = svc.clone().oneshot(Request::new(())).await.unwrap();
+                let b = svc.clone().oneshot(Request::new(())).await.unwrap();
+                let req = Request::builder()
+                    .header("x-tenant-id", "caller-set")
+                    .body(())
+                    .unwrap();
+                let mine = svc.clone().oneshot(req).await.unwrap();
+                (a, b, mine)
+            })
+            .await;
+        let (ta, tb) = (
+            a["traceparent"].to_str().unwrap(),
+            b["traceparent"].to_str().unwrap(),
+        );
+        assert_eq!(&ta[..35], &tb[..35], "same trace id");
+        assert_ne!(ta, tb, "new parent id per call");
+        assert!(!ta.contains("00f067aa0ba902b7"));
+        assert_eq!(mine["x-tenant-id"], "caller-set");
+        assert!(!a.contains_key("authorization"), "credentials not named");
+    }
+
+    #[tokio::test]
+    async fn grants_by_destination() {
+        let targets = Targets::new()
+            .grant(
+                Target::host("auth.internal"),
+                Grant::all().with_credentials(["authorization"]),
+            )
+            .allow(Target::host("*.internal"))
+            .others_traceparent_only();
+        let svc = echo_headers(PropagateLayer::new(targets));
+        let send = |uri: &'static str| {
+            let svc = svc.clone();
+            ctx().scope(async move {
+                let req = Request::get(uri).body(()).unwrap();
+                svc.oneshot(req).await.unwrap()
+            })
+        };
+        let auth = send("http://auth.internal/").await;
+        assert_eq!(auth["authorization"], "Bearer secret");
+        let internal = send("http://orders.internal/").await;
+        assert_eq!(internal["x-tenant-id"], "acme");
+        assert!(!internal.contains_key("authorization"));
+        let outside = send("https://example.com/").await;
+        assert_eq!(outside.len(), 1, "{outside:?}");
+        assert!(outside.contains_key("traceparent"));
+        // No host in the URI: the Host header decides.
+        let c = ctx();
+        let by_host = c
+            .scope(async {
+                let req = Request::get("/x")
+                    .header("host", "orders.internal:8080")
+                    .body(())
+                    .unwrap();
+                svc.clone().oneshot(req).await.unwrap()
+            })
+            .await;
+        assert_eq!(by_host["x-tenant-id"], "acme");
+    }
+
+    #[tokio::test]
+    async fn fixed_destination() {
+        let svc = echo_headers(PropagateLayer::fixed(Grant::only(["x-tenant-id"])));
+        let sent = ctx()
+            .scope(async { svc.oneshot(Request::new(())).await.unwrap() })
+            .await;
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent["x-tenant-id"], "acme");
+    }
+}

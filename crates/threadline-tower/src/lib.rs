@@ -1,0 +1,105 @@
+//! Tower layers for [Threadline](threadline): capture request context on the way in,
+//! forward it on the way out.
+//!
+//! One line on the server ([`ThreadlineLayer`]) and one on each client
+//! ([`PropagateLayer`], or [`PropagateMiddleware`] for `reqwest-middleware`).
+//!
+//! # Server: axum
+//!
+//! ```
+//! use axum::{Extension, Router, routing::get};
+//! use threadline::{Context, Policy};
+//! use threadline_tower::{ThreadlineLayer, TrustPolicy};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let app: Router = Router::new()
+//!     .route("/", get(|Extension(ctx): Extension<Context>| async move {
+//!         // The same context is current for the whole handler.
+//!         assert_eq!(Context::current().correlation_id(), ctx.correlation_id());
+//!         format!("tenant={}", ctx.get("x-tenant-id").unwrap_or("-"))
+//!     }))
+//!     .layer(ThreadlineLayer::new(policy).trust(TrustPolicy::peer_in(["10.0.0.0/8"]).unwrap()));
+//!
+//! let req = http::Request::builder()
+//!     .uri("/")
+//!     .header("x-correlation-id", "req-7")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let resp = app.oneshot(req).await.unwrap();
+//! assert_eq!(resp.headers()["x-correlation-id"], "req-7");
+//! # }
+//! ```
+//!
+//! With hyper, wrap the service (`ServiceBuilder::new().layer(..).service(..)`) and
+//! hand it to hyper-util's `TowerToHyperService`; with tonic, use
+//! `Server::builder().layer(ThreadlineLayer::new(policy))`.
+//!
+//! # Client: any `Service<http::Request<B>>`
+//!
+//! ```
+//! use threadline::Policy;
+//! use threadline_tower::{PropagateLayer, Target, Targets};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let targets = Targets::new()
+//!     .allow(Target::host("*.svc.internal"))
+//!     .others_traceparent_only();
+//! // In a real service: hyper_util::client::legacy::Client, or a tonic Channel.
+//! let client = ServiceBuilder::new()
+//!     .layer(PropagateLayer::new(targets))
+//!     .service(service_fn(|req: http::Request<()>| async move {
+//!         Ok::<_, std::convert::Infallible>(req.headers().clone())
+//!     }));
+//!
+//! let ctx = Policy::default().new_root();
+//! let sent = ctx.clone().scope(async {
+//!     let req = http::Request::get("http://orders.svc.internal/").body(()).unwrap();
+//!     client.oneshot(req).await.unwrap()
+//! }).await;
+//! assert_eq!(sent["x-correlation-id"], ctx.correlation_id().unwrap().as_str());
+//! # }
+//! ```
+//!
+//! # What goes where
+//!
+//! | piece | file |
+//! |---|---|
+//! | [`ThreadlineLayer`]: capture, scope, echo, optional request span | `server.rs` |
+//! | [`TrustPolicy`]: peer IP in CIDR list, shared secret, always, never, closure | `trust.rs` |
+//! | [`RequireCorrelationIdLayer`]: opt-in 400 without a valid correlation id | `require.rs` |
+//! | [`PropagateLayer`]: inject on outgoing requests | `client.rs` |
+//! | [`Targets`], [`Target`], [`Grant`]: which destination receives what | `targets.rs` |
+//! | [`PropagateMiddleware`]: the same for `reqwest-middleware` | `reqwest.rs` |
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `axum` | no | peer IP from `ConnectInfo<SocketAddr>`, span route from `MatchedPath` |
+//! | `tonic` | no | peer IP from tonic's `TcpConnectInfo` |
+//! | `reqwest` | no | [`PropagateMiddleware`] for `reqwest-middleware` (no TLS stack pulled in) |
+//!
+//! Without features, the peer IP is read from a `SocketAddr` or [`PeerAddr`] extension.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod client;
+pub mod require;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+pub mod server;
+pub mod targets;
+pub mod trust;
+
+pub use client::{Propagate, PropagateLayer};
+pub use require::{RequireBody, RequireCorrelationId, RequireCorrelationIdLayer};
+#[cfg(feature = "reqwest")]
+pub use reqwest::PropagateMiddleware;
+pub use server::{ResponseFuture, Threadline, ThreadlineLayer};
+pub use targets::{Grant, Target, Targets};
+pub use trust::{InvalidIpNet, InvalidTrustPolicy, IpNet, PeerAddr, TrustPolicy, peer_ip};

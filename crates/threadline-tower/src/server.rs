@@ -1,0 +1,459 @@
+//! The server layer: capture the inbound context, run the service inside it, echo the
+//! correlation id on the response.
+//!
+//! Works wherever a Tower layer does: axum (`Router::layer`), hyper (through
+//! hyper-util's `TowerToHyperService`) and tonic (`Server::builder().layer(..)`).
+//!
+//! For each request the layer
+//! 1. decides whether the caller is trusted ([`TrustPolicy`]),
+//! 2. captures the context through the [`Policy`] (bad or oversized context headers
+//!    are dropped and logged at debug level by name and reason, never by value; the
+//!    request always goes on),
+//! 3. puts the [`Context`] into the request extensions (axum: `Extension<Context>`),
+//! 4. runs the inner service inside [`Context::scope`], so `Context::current()`,
+//!    `threadline::spawn` and the client layer see it,
+//! 5. sets the correlation id on the response, also on error responses the inner
+//!    service produces, unless the response already carries that header.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use threadline::{Context, Policy};
+//! use threadline_tower::ThreadlineLayer;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(ThreadlineLayer::new(policy).trust_all())
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         let tenant = Context::current().get("x-tenant-id").unwrap_or("-").to_owned();
+//!         Ok::<_, std::convert::Infallible>(Response::new(tenant))
+//!     }));
+//!
+//! let req = Request::builder()
+//!     .header("x-correlation-id", "req-42")
+//!     .header("x-tenant-id", "acme")
+//!     .body(())
+//!     .unwrap();
+//! let resp = svc.oneshot(req).await.unwrap();
+//! assert_eq!(resp.body(), "acme");
+//! assert_eq!(resp.headers()["x-correlation-id"], "req-42");
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll, ready};
+use std::time::Instant;
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use threadline::{Context, Policy, Report, Scoped, Trust};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::trust::TrustPolicy;
+
+type ReportHook = dyn Fn(&Report, Trust) + Send + Sync;
+
+struct Config {
+    policy: Policy,
+    trust: TrustPolicy,
+    echo: Option<HeaderName>,
+    span: bool,
+    on_report: Option<Arc<ReportHook>>,
+}
+
+/// Captures inbound context and runs the inner service inside it. See the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct ThreadlineLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for ThreadlineLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &*self.config;
+        f.debug_struct("ThreadlineLayer")
+            .field("policy", &c.policy)
+            .field("trust", &c.trust)
+            .field("echo", &c.echo)
+            .field("span", &c.span)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ThreadlineLayer {
+    /// A layer capturing with `policy`; no caller trusted ([`TrustPolicy::never`]);
+    /// the correlation id echoed under the policy's correlation header; no span.
+    pub fn new(policy: Policy) -> Self {
+        let echo = Some(policy.correlation_header().clone());
+        ThreadlineLayer {
+            config: Arc::new(Config {
+                policy,
+                trust: TrustPolicy::never(),
+                echo,
+                span: false,
+                on_report: None,
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        match Arc::get_mut(&mut self.config) {
+            Some(c) => f(c),
+            None => {
+                let c = &*self.config;
+                let mut copy = Config {
+                    policy: c.policy.clone(),
+                    trust: c.trust.clone(),
+                    echo: c.echo.clone(),
+                    span: c.span,
+                    on_report: c.on_report.clone(),
+                };
+                f(&mut copy);
+                self.config = Arc::new(copy);
+            }
+        }
+        self
+    }
+
+    /// Who is trusted to set `trusted_only` headers (and, in the policy's edge mode,
+    /// to continue their own trace and correlation id).
+    pub fn trust(self, trust: TrustPolicy) -> Self {
+        self.edit(|c| c.trust = trust)
+    }
+
+    /// Shortcut for `.trust(TrustPolicy::always())`: a service reachable only from
+    /// inside the system.
+    pub fn trust_all(self) -> Self {
+        self.trust(TrustPolicy::always())
+    }
+
+    /// Echo the correlation id under another response header.
+    pub fn echo_header(self, name: HeaderName) -> Self {
+        self.edit(|c| c.echo = Some(name))
+    }
+
+    /// Do not echo the correlation id on responses.
+    pub fn no_echo(self) -> Self {
+        self.edit(|c| c.echo = None)
+    }
+
+    /// Open an INFO `tracing` span named `request` around each request, with
+    /// `method`, `route` (axum's `MatchedPath` with the `axum` feature, else the
+    /// path), `correlation_id`, `trace_id`, `span_id`, and, when the response is
+    /// ready, `status` and `latency_us`. Off by default.
+    pub fn request_span(self, yes: bool) -> Self {
+        self.edit(|c| c.span = yes)
+    }
+
+    /// Called with the capture report whenever something was dropped (to count
+    /// rejections in your metrics). The report names headers and reasons, never values.
+    pub fn on_rejected(self, f: impl Fn(&Report, Trust) + Send + Sync + 'static) -> Self {
+        self.edit(|c| c.on_report = Some(Arc::new(f)))
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> &Policy {
+        &self.config.policy
+    }
+}
+
+impl<S> Layer<S> for ThreadlineLayer {
+    type Service = Threadline<S>;
+
+    fn layer(&self, inner: S) -> Threadline<S> {
+        Threadline {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`ThreadlineLayer`].
+#[derive(Clone)]
+pub struct Threadline<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Threadline<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Threadline")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Threadline<S> {
+    /// Wraps `inner` with the layer's settings.
+    pub fn new(inner: S, layer: &ThreadlineLayer) -> Self {
+        layer.layer(inner)
+    }
+}
+
+fn log_report(report: &Report, trust: Trust) {
+    for r in report.iter() {
+        // Name and reason only: the raw value may be hostile (log forging, size).
+        tracing::debug!(
+            target: "threadline_tower",
+            header = %r.name,
+            reason = %r.reason,
+            trusted = trust == Trust::Trusted,
+            "inbound context header dropped"
+        );
+    }
+}
+
+fn route<B>(req: &Request<B>) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
+        return m.as_str();
+    }
+    req.uri().path()
+}
+
+fn request_span<B>(req: &Request<B>, ctx: &Context) -> tracing::Span {
+    use tracing::field::{Empty, display};
+    let span = tracing::info_span!(
+        target: "threadline_tower",
+        "request",
+        method = %req.method(),
+        route = route(req),
+        status = Empty,
+        latency_us = Empty,
+        correlation_id = Empty,
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    if !span.is_disabled() {
+        if let Some(id) = ctx.correlation_id() {
+            span.record("correlation_id", id.as_str());
+        }
+        if let Some(t) = ctx.trace() {
+            span.record("trace_id", display(t.trace_id()));
+            span.record("span_id", display(t.span_id()));
+        }
+    }
+    span
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Threadline<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut TaskCx<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let c = &*self.config;
+        let trust = c.trust.decide(&req);
+        let captured = c.policy.capture(req.headers(), trust);
+        let ctx = captured.context;
+        if !captured.report.is_empty() {
+            log_report(&captured.report, trust);
+            if let Some(hook) = &c.on_report {
+                hook(&captured.report, trust);
+            }
+        }
+        let echo = match (&c.echo, ctx.correlation_id()) {
+            (Some(name), Some(id)) => Some((name.clone(), id.header_value().clone())),
+            _ => None,
+        };
+        let span = c.span.then(|| SpanState {
+            span: request_span(&req, &ctx),
+            start: Instant::now(),
+        });
+        req.extensions_mut().insert(ctx.clone());
+        let fut = {
+            let _entered = span.as_ref().map(|s| s.span.enter());
+            ctx.clone().sync_scope(|| self.inner.call(req))
+        };
+        ResponseFuture {
+            inner: ctx.scope(fut),
+            echo,
+            span,
+        }
+    }
+}
+
+struct SpanState {
+    span: tracing::Span,
+    start: Instant,
+}
+
+pin_project! {
+    /// The response future of [`Threadline`]: the inner future, run inside the context.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Scoped<F>,
+        echo: Option<(HeaderName, HeaderValue)>,
+        span: Option<SpanState>,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = {
+            let _entered = this.span.as_ref().map(|s| s.span.enter());
+            ready!(this.inner.poll(cx))
+        };
+        if let Ok(resp) = &mut res {
+            if let Some((name, value)) = this.echo.take() {
+                if !resp.headers().contains_key(&name) {
+                    resp.headers_mut().insert(name, value);
+                }
+            }
+        }
+        if let Some(s) = this.span.take() {
+            if !s.span.is_disabled() {
+                if let Ok(resp) = &res {
+                    s.span.record("status", resp.status().as_u16());
+                }
+                let us = u64::try_from(s.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                s.span.record("latency_us", us);
+            }
+        }
+        Poll::Ready(res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    async fn echo_ctx(req: Request<()>) -> Result<Response<String>, Infallible> {
+        let from_ext = req.extensions().get::<Context>().cloned().unwrap();
+        let cur = Context::current();
+        assert_eq!(from_ext.correlation_id(), cur.correlation_id());
+        let status = if req.uri().path() == "/fail" {
+            503
+        } else {
+            200
+        };
+        let mut r = Response::new(cur.correlation_id().unwrap().to_string());
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        Ok(r)
+    }
+
+    #[tokio::test]
+    async fn echo_on_success_and_error_responses() {
+        let layer = ThreadlineLayer::new(Policy::default());
+        for path in ["/", "/fail"] {
+            let svc = ServiceBuilder::new()
+                .layer(layer.clone())
+                .service(service_fn(echo_ctx));
+            let req = Request::builder()
+                .uri(path)
+                .header("x-correlation-id", "abc-1")
+                .body(())
+                .unwrap();
+            let resp = svc.oneshot(req).await.unwrap();
+            assert_eq!(resp.headers()["x-correlation-id"], "abc-1", "{path}");
+            assert_eq!(resp.body(), "abc-1");
+        }
+    }
+
+    #[tokio::test]
+    async fn echo_renamed_or_off() {
+        let renamed = ThreadlineLayer::new(Policy::default())
+            .echo_header(HeaderName::from_static("x-request-id"));
+        let svc = ServiceBuilder::new()
+            .layer(renamed)
+            .service(service_fn(echo_ctx));
+        let resp = svc.oneshot(Request::new(())).await.unwrap();
+        let minted = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(resp.body(), &minted);
+        assert!(!resp.headers().contains_key("x-correlation-id"));
+
+        let off = ThreadlineLayer::new(Policy::default()).no_echo();
+        let svc = ServiceBuilder::new()
+            .layer(off)
+            .service(service_fn(echo_ctx));
+        let resp = svc.oneshot(Request::new(())).await.unwrap();
+        assert!(resp.headers().is_empty());
+    }
+
+    #[tokio::test]
+    async fn handler_header_wins_over_echo() {
+        let svc = ServiceBuilder::new()
+            .layer(ThreadlineLayer::new(Policy::default()))
+            .service(service_fn(|_: Request<()>| async {
+                let mut r = Response::new(());
+                r.headers_mut()
+                    .insert("x-correlation-id", HeaderValue::from_static("mine"));
+                Ok::<_, Infallible>(r)
+            }));
+        let resp = svc.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(resp.headers()["x-correlation-id"], "mine");
+    }
+
+    #[tokio::test]
+    async fn rejections_are_reported_without_values() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let layer = ThreadlineLayer::new(Policy::default()).on_rejected(move |r, trust| {
+            assert_eq!(trust, Trust::Untrusted);
+            for rej in r.iter() {
+                assert!(!format!("{rej:?}").contains("EVIL"));
+            }
+            s.fetch_add(r.len(), Ordering::Relaxed);
+        });
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(echo_ctx));
+        let req = Request::builder()
+            .header("x-correlation-id", "EVIL id with spaces")
+            .header("traceparent", "00-EVIL-00")
+            .body(())
+            .unwrap();
+        let resp = svc.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+        assert!(!resp.body().contains("EVIL"));
+    }
+
+    #[tokio::test]
+    async fn inner_errors_pass_through() {
+        let svc = ServiceBuilder::new()
+            .layer(ThreadlineLayer::new(Policy::default()))
+            .service(service_fn(|_: Request<()>| async {
+                Err::<Response<()>, _>("boom")
+            }));
+        assert_eq!(svc.oneshot(Request::new(())).await.unwrap_err(), "boom");
+    }
+
+    #[tokio::test]
+    async fn span_option_runs_with_and_without_subscriber() {
+        let layer = ThreadlineLayer::new(Policy::default()).request_span(true);
+        let svc = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(echo_ctx));
+        let resp = svc.oneshot(Request::new(())).await.unwrap();
+        assert!(resp.headers().contains_key("x-correlation-id"));
+    }
+}

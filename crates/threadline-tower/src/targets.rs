@@ -1,0 +1,393 @@
+//! Propagation targets: which destinations receive which context headers.
+//!
+//! Context headers are internal: a tenant id or a correlation id should reach your own
+//! services, not a payment provider. [`Targets`] maps destinations (host pattern,
+//! optional scheme and port) to a [`Grant`]. Destinations that match no rule get the
+//! fallback grant: nothing by default, or only `traceparent`
+//! ([`Targets::others_traceparent_only`]). Credentials (`authorization`, `cookie`,
+//! `proxy-authorization`, `set-cookie`) are never forwarded unless a grant names them
+//! with [`Grant::with_credentials`].
+//!
+//! ```
+//! use threadline_tower::{Grant, Target, Targets};
+//!
+//! let targets = Targets::new()
+//!     .allow(Target::host("*.svc.internal"))
+//!     .grant(
+//!         Target::host("auth.internal").scheme("https").port(8443),
+//!         Grant::all().with_credentials(["authorization"]),
+//!     )
+//!     .others_traceparent_only();
+//!
+//! let tenant = http::HeaderName::from_static("x-tenant-id");
+//! let auth = http::header::AUTHORIZATION;
+//! let tp = http::HeaderName::from_static("traceparent");
+//!
+//! let internal = targets.grant_for(Some("http"), Some("orders.svc.internal"), None);
+//! assert!(internal.allows(&tenant));
+//! assert!(!internal.allows(&auth)); // credentials need naming
+//!
+//! let auth_svc = targets.grant_for(Some("https"), Some("AUTH.internal"), Some(8443));
+//! assert!(auth_svc.allows(&auth));
+//!
+//! let outside = targets.grant_for(Some("https"), Some("api.example.com"), None);
+//! assert!(outside.allows(&tp));
+//! assert!(!outside.allows(&tenant));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
+use threadline::CREDENTIALS;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HostPattern {
+    Any,
+    Exact(String),
+    /// `*.example.com` kept as `.example.com`.
+    Suffix(String),
+}
+
+/// A destination pattern: host (exact, `*.suffix` or `*`), optional scheme and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    host: HostPattern,
+    scheme: Option<String>,
+    port: Option<u16>,
+}
+
+impl Target {
+    /// Hosts matching `pattern`: an exact name or IP (`orders.internal`,
+    /// `127.0.0.1`), `*.suffix` (any subdomain of `suffix`, not `suffix` itself), or
+    /// `*` (any host). Matching ignores case.
+    pub fn host(pattern: &str) -> Self {
+        let p = pattern.trim().to_ascii_lowercase();
+        let host = if p == "*" {
+            HostPattern::Any
+        } else if let Some(rest) = p.strip_prefix("*.") {
+            HostPattern::Suffix(format!(".{rest}"))
+        } else {
+            HostPattern::Exact(p.trim_start_matches('[').trim_end_matches(']').to_owned())
+        };
+        Target {
+            host,
+            scheme: None,
+            port: None,
+        }
+    }
+
+    /// Any host (narrow it with [`Target::scheme`] / [`Target::port`]).
+    pub fn any_host() -> Self {
+        Target::host("*")
+    }
+
+    /// Only this scheme (`http`, `https`; case-insensitive).
+    pub fn scheme(mut self, scheme: &str) -> Self {
+        self.scheme = Some(scheme.to_ascii_lowercase());
+        self
+    }
+
+    /// Only this port (the scheme's default port when the URI names none).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Whether a destination matches.
+    pub fn matches(&self, scheme: Option<&str>, host: Option<&str>, port: Option<u16>) -> bool {
+        if let Some(want) = &self.scheme {
+            if !scheme.is_some_and(|s| s.eq_ignore_ascii_case(want)) {
+                return false;
+            }
+        }
+        if let Some(want) = self.port {
+            let port = port.or(match scheme {
+                Some(s) if s.eq_ignore_ascii_case("http") => Some(80),
+                Some(s) if s.eq_ignore_ascii_case("https") => Some(443),
+                _ => None,
+            });
+            if port != Some(want) {
+                return false;
+            }
+        }
+        let host = host.map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        match (&self.host, host) {
+            (HostPattern::Any, _) => true,
+            (_, None) => false,
+            (HostPattern::Exact(e), Some(h)) => h.eq_ignore_ascii_case(e),
+            (HostPattern::Suffix(s), Some(h)) => {
+                h.len() > s.len()
+                    && h.is_char_boundary(h.len() - s.len())
+                    && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Headers {
+    All,
+    Only(Vec<HeaderName>),
+    TraceparentOnly,
+    Nothing,
+}
+
+/// What one destination may receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    headers: Headers,
+    credentials: Vec<HeaderName>,
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+impl Grant {
+    /// Every context header the policy forwards (credentials only when named).
+    pub fn all() -> Self {
+        Grant {
+            headers: Headers::All,
+            credentials: Vec::new(),
+        }
+    }
+
+    /// Only these outbound header names.
+    ///
+    /// # Panics
+    ///
+    /// When a name is not a valid header name (names are configuration, fixed in code).
+    pub fn only<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Grant {
+            headers: Headers::Only(names.into_iter().map(|n| parse_name(n.as_ref())).collect()),
+            credentials: Vec::new(),
+        }
+    }
+
+    /// Only `traceparent`: lets an outside service join the trace, nothing internal.
+    pub fn traceparent_only() -> Self {
+        Grant {
+            headers: Headers::TraceparentOnly,
+            credentials: Vec::new(),
+        }
+    }
+
+    /// Nothing at all.
+    pub fn nothing() -> Self {
+        Grant {
+            headers: Headers::Nothing,
+            credentials: Vec::new(),
+        }
+    }
+
+    /// Also forward these credential headers (`authorization`, `cookie`) captured by
+    /// the policy to this destination.
+    ///
+    /// # Panics
+    ///
+    /// When a name is not a valid header name (names are configuration, fixed in code).
+    pub fn with_credentials<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.credentials
+            .extend(names.into_iter().map(|n| parse_name(n.as_ref())));
+        self
+    }
+
+    /// `true` when nothing at all may be sent.
+    pub fn is_nothing(&self) -> bool {
+        self.headers == Headers::Nothing
+    }
+
+    /// Whether an outbound header may be sent under this grant.
+    pub fn allows(&self, name: &HeaderName) -> bool {
+        if CREDENTIALS.contains(&name.as_str()) {
+            return !self.is_nothing() && self.credentials.contains(name);
+        }
+        match &self.headers {
+            Headers::All => true,
+            Headers::Only(list) => list.contains(name),
+            Headers::TraceparentOnly => *name == TRACEPARENT,
+            Headers::Nothing => false,
+        }
+    }
+}
+
+fn parse_name(n: &str) -> HeaderName {
+    HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes())
+        .unwrap_or_else(|_| panic!("{n:?} is not a valid header name"))
+}
+
+/// Destinations and what each may receive. Cheap to clone. The first matching rule
+/// wins; no match gets the fallback (default [`Grant::nothing`]).
+#[derive(Clone)]
+pub struct Targets {
+    rules: Arc<[(Target, Grant)]>,
+    otherwise: Grant,
+}
+
+impl fmt::Debug for Targets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Targets")
+            .field("rules", &self.rules)
+            .field("otherwise", &self.otherwise)
+            .finish()
+    }
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Targets {
+    /// No destination receives anything until allowed.
+    pub fn new() -> Self {
+        Targets {
+            rules: Arc::from(Vec::new()),
+            otherwise: Grant::nothing(),
+        }
+    }
+
+    /// Every destination receives every context header (credentials excluded). For
+    /// clients that only ever talk to your own services.
+    pub fn everywhere() -> Self {
+        Targets::new().otherwise(Grant::all())
+    }
+
+    /// Destinations matching `target` receive everything (credentials only if named
+    /// with [`Targets::grant`]).
+    pub fn allow(self, target: Target) -> Self {
+        self.grant(target, Grant::all())
+    }
+
+    /// Destinations matching `target` receive what `grant` says.
+    pub fn grant(self, target: Target, grant: Grant) -> Self {
+        let mut rules: Vec<_> = self.rules.iter().cloned().collect();
+        rules.push((target, grant));
+        Targets {
+            rules: rules.into(),
+            otherwise: self.otherwise,
+        }
+    }
+
+    /// What destinations matching no rule receive.
+    pub fn otherwise(mut self, grant: Grant) -> Self {
+        self.otherwise = grant;
+        self
+    }
+
+    /// Shortcut for `.otherwise(Grant::traceparent_only())`.
+    pub fn others_traceparent_only(self) -> Self {
+        self.otherwise(Grant::traceparent_only())
+    }
+
+    /// The grant for one destination.
+    pub fn grant_for(&self, scheme: Option<&str>, host: Option<&str>, port: Option<u16>) -> &Grant {
+        self.rules
+            .iter()
+            .find(|(t, _)| t.matches(scheme, host, port))
+            .map_or(&self.otherwise, |(_, g)| g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("orders.internal", "orders.internal", true),
+            ("orders.internal", "ORDERS.Internal", true),
+            ("orders.internal", "evil-orders.internal", false),
+            ("*.internal", "a.b.internal", true),
+            ("*.internal", "internal", false),
+            ("*.internal", "notinternal", false),
+            ("*.internal", "x.internal.evil.com", false),
+            ("*", "anything", true),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("[::1]", "[::1]", true),
+            ("::1", "[::1]", true),
+        ];
+        for (pat, host, want) in cases {
+            assert_eq!(
+                Target::host(pat).matches(Some("http"), Some(host), None),
+                *want,
+                "{pat} vs {host}"
+            );
+        }
+        assert!(
+            !Target::host("a").matches(Some("http"), None, None),
+            "no host"
+        );
+    }
+
+    #[test]
+    fn scheme_and_port() {
+        let t = Target::host("a").scheme("https").port(443);
+        assert!(t.matches(Some("https"), Some("a"), None), "default port");
+        assert!(t.matches(Some("HTTPS"), Some("a"), Some(443)));
+        assert!(!t.matches(Some("http"), Some("a"), Some(443)), "scheme");
+        assert!(!t.matches(Some("https"), Some("a"), Some(8443)), "port");
+        assert!(!t.matches(None, Some("a"), None), "no scheme");
+    }
+
+    #[test]
+    fn grants() {
+        let tenant = HeaderName::from_static("x-tenant-id");
+        let auth = http::header::AUTHORIZATION;
+        let cookie = http::header::COOKIE;
+        assert!(Grant::all().allows(&tenant));
+        assert!(!Grant::all().allows(&auth));
+        assert!(!Grant::all().allows(&cookie));
+        let g = Grant::all().with_credentials(["Authorization"]);
+        assert!(g.allows(&auth) && !g.allows(&cookie));
+        assert!(
+            !Grant::nothing()
+                .with_credentials(["authorization"])
+                .allows(&auth)
+        );
+        assert!(Grant::only(["x-tenant-id"]).allows(&tenant));
+        assert!(!Grant::only(["x-tenant-id"]).allows(&TRACEPARENT));
+        assert!(Grant::traceparent_only().allows(&TRACEPARENT));
+        assert!(!Grant::traceparent_only().allows(&HeaderName::from_static("tracestate")));
+    }
+
+    #[test]
+    fn first_rule_wins_then_fallback() {
+        let t = Targets::new()
+            .grant(Target::host("a.internal"), Grant::only(["x-a"]))
+            .allow(Target::host("*.internal"));
+        let xa = HeaderName::from_static("x-a");
+        let xb = HeaderName::from_static("x-b");
+        assert!(
+            !t.grant_for(Some("http"), Some("a.internal"), None)
+                .allows(&xb)
+        );
+        assert!(
+            t.grant_for(Some("http"), Some("b.internal"), None)
+                .allows(&xb)
+        );
+        assert!(
+            t.grant_for(Some("http"), Some("example.com"), None)
+                .is_nothing()
+        );
+        assert!(
+            !Targets::everywhere()
+                .grant_for(None, None, None)
+                .allows(&http::header::COOKIE)
+        );
+        assert!(
+            Targets::everywhere()
+                .grant_for(None, None, None)
+                .allows(&xa)
+        );
+    }
+}
