@@ -54,3 +54,49 @@ where
         .to_bytes();
     String::from_utf8(bytes.to_vec()).expect("utf-8 body")
 }
+
+/// Serves a Tower service with hyper (through hyper-util's `TowerToHyperService`) on
+/// 127.0.0.1:0, HTTP/1 and HTTP/2 (prior knowledge) with room for many concurrent
+/// streams on one connection.
+pub async fn serve_hyper<S, B>(svc: S) -> SocketAddr
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                let svc = tower::ServiceBuilder::new()
+                    .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut()
+                            .insert(threadline_tower::PeerAddr(peer));
+                        req
+                    })
+                    .service(svc);
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder.http2().max_concurrent_streams(Some(50_000));
+                let _ = builder
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper_util::service::TowerToHyperService::new(svc),
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
