@@ -75,6 +75,24 @@ fn publish(c: &mut Criterion) {
         })
     });
 
+    // The same headers, built once: what the wire and the server cost, without inject.
+    let prebuilt = ctx.clone().sync_scope(threadline_nats::current_headers);
+    group.bench_function("prebuilt_headers", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client
+                        .publish_with_headers(subject.clone(), prebuilt.clone(), payload.clone())
+                        .await
+                        .expect("publish");
+                }
+                client.flush().await.expect("flush");
+                start.elapsed()
+            })
+        })
+    });
+
     group.bench_function("with_context", |b| {
         b.iter_custom(|iters| {
             rt.block_on(ctx.clone().scope(async {
@@ -91,6 +109,14 @@ fn publish(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    c.bench_function("nats_inject_only", |b| {
+        b.iter(|| {
+            let mut h = async_nats::HeaderMap::new();
+            threadline_nats::inject(&ctx, &mut h);
+            h
+        })
+    });
 }
 
 criterion_group!(benches, publish);

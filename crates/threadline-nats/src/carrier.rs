@@ -75,7 +75,7 @@ impl Injector for NatsHeadersMut<'_> {
 
     fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
         let (Ok(name), Some(value)) = (
-            NatsName::from_str(name.as_str()),
+            nats_name(name),
             value
                 .to_str()
                 .ok()
@@ -84,6 +84,22 @@ impl Injector for NatsHeadersMut<'_> {
             return;
         };
         self.0.insert(name, value);
+    }
+}
+
+/// The NATS name for `name`: the names Threadline itself writes are static (no
+/// allocation, no validation); others go through the fallible parser.
+fn nats_name(name: &HeaderName) -> Result<NatsName, async_nats::header::ParseHeaderNameError> {
+    const STATIC: [&str; 5] = [
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "x-correlation-id",
+        "x-request-id",
+    ];
+    match STATIC.iter().find(|s| **s == name.as_str()) {
+        Some(s) => Ok(NatsName::from_static(s)),
+        None => NatsName::from_str(name.as_str()),
     }
 }
 

@@ -1,0 +1,225 @@
+//! Consumer side: restore the producer's context from a received stream entry.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redis::Value;
+use redis::streams::StreamId;
+use threadline::{Captured, Context, Extractor, Policy, Report, Scoped, names};
+
+use crate::carrier::{DEFAULT_PREFIX, StreamFields};
+
+/// A received stream entry whose fields can carry context: `StreamId` (from `XREAD`,
+/// `XREADGROUP`, `XRANGE`, `XCLAIM`), its field map, and references to either.
+pub trait StreamEntry {
+    /// The entry's fields.
+    fn stream_fields(&self) -> &HashMap<String, Value>;
+}
+
+impl StreamEntry for StreamId {
+    fn stream_fields(&self) -> &HashMap<String, Value> {
+        &self.map
+    }
+}
+
+impl StreamEntry for HashMap<String, Value> {
+    fn stream_fields(&self) -> &HashMap<String, Value> {
+        self
+    }
+}
+
+impl<T: StreamEntry + ?Sized> StreamEntry for &T {
+    fn stream_fields(&self) -> &HashMap<String, Value> {
+        (**self).stream_fields()
+    }
+}
+
+/// Restores the context carried by `entry` under [`DEFAULT_PREFIX`], as
+/// [`Policy::extract`] does: the allow-list, validation and limits of `policy` are
+/// applied again (an entry is untrusted input); whatever breaks them is dropped and
+/// listed in the [`Report`], the rest is kept.
+///
+/// An entry without context fields gets [`Policy::new_root`]: a new correlation id and
+/// a new trace. The answer always holds a usable context: extraction cannot fail.
+pub fn extract<E: StreamEntry + ?Sized>(policy: &Policy, entry: &E) -> Captured {
+    extract_with_prefix(policy, entry, DEFAULT_PREFIX)
+}
+
+fn extract_with_prefix<E: StreamEntry + ?Sized>(
+    policy: &Policy,
+    entry: &E,
+    prefix: &str,
+) -> Captured {
+    let fields = StreamFields::with_prefix(entry.stream_fields(), prefix);
+    if fields.is_empty() {
+        Captured {
+            context: policy.new_root(),
+            report: Report::default(),
+        }
+    } else {
+        policy.extract(&fields)
+    }
+}
+
+/// Runs `handler(entry)` inside the context the entry carries (see [`extract`]).
+///
+/// The closure itself is called inside the scope too, so code before its first
+/// `.await` sees the restored context as well. Whatever the entry's context looks
+/// like, the handler runs: `XACK` is the handler's business.
+pub fn handle<E, F, Fut>(policy: &Policy, entry: E, handler: F) -> Scoped<Fut>
+where
+    E: StreamEntry,
+    F: FnOnce(E) -> Fut,
+    Fut: Future,
+{
+    run(extract(policy, &entry).context, entry, handler)
+}
+
+fn run<E, F, Fut>(ctx: Context, entry: E, handler: F) -> Scoped<Fut>
+where
+    F: FnOnce(E) -> Fut,
+    Fut: Future,
+{
+    let fut = ctx.clone().sync_scope(|| handler(entry));
+    ctx.scope(fut)
+}
+
+/// [`extract`] and [`handle`] with a policy and counters, for a consumer loop.
+///
+/// Cheap to clone; clones share the counters. Nothing global: the counters live in the
+/// `Restorer` and are read with [`Restorer::stats`].
+///
+/// ```
+/// use std::collections::HashMap;
+/// use redis::Value;
+/// use threadline::Policy;
+/// use threadline_redis::Restorer;
+///
+/// let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build().unwrap());
+/// let entry: HashMap<String, Value> = [
+///     ("payload", "{}"),
+///     ("tl:traceparent", "00-zz-not-a-traceparent-01"),
+///     ("tl:x-tenant-id", "acme"),
+/// ]
+/// .into_iter()
+/// .map(|(k, v)| (k.to_owned(), Value::BulkString(v.into())))
+/// .collect();
+/// let captured = restorer.extract(&entry);
+/// assert_eq!(captured.context.get("x-tenant-id"), Some("acme")); // the valid part
+/// assert!(captured.context.trace().unwrap().parent_id().is_none()); // a new trace
+/// let stats = restorer.stats();
+/// assert_eq!((stats.messages(), stats.with_rejections(), stats.rejected_values()), (1, 1, 1));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Restorer {
+    policy: Policy,
+    prefix: Arc<str>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    messages: AtomicU64,
+    without_context: AtomicU64,
+    with_rejections: AtomicU64,
+    rejected_values: AtomicU64,
+}
+
+impl Restorer {
+    /// A restorer applying `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self::with_prefix(policy, DEFAULT_PREFIX)
+    }
+
+    /// A restorer reading context fields under `prefix` instead of [`DEFAULT_PREFIX`].
+    pub fn with_prefix(policy: Policy, prefix: &str) -> Self {
+        Restorer {
+            policy,
+            prefix: prefix.into(),
+            counts: Arc::default(),
+        }
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Like [`extract`], counting the message and what was dropped from it.
+    pub fn extract<E: StreamEntry + ?Sized>(&self, entry: &E) -> Captured {
+        let c = &self.counts;
+        c.messages.fetch_add(1, Ordering::Relaxed);
+        let fields = StreamFields::with_prefix(entry.stream_fields(), &self.prefix);
+        let carried = fields.get_all(&names::TRACEPARENT).next().is_some()
+            || fields
+                .get_all(self.policy.correlation_header())
+                .next()
+                .is_some();
+        if !carried {
+            c.without_context.fetch_add(1, Ordering::Relaxed);
+        }
+        let captured = extract_with_prefix(&self.policy, entry, &self.prefix);
+        if !captured.report.is_empty() {
+            c.with_rejections.fetch_add(1, Ordering::Relaxed);
+            c.rejected_values
+                .fetch_add(captured.report.len() as u64, Ordering::Relaxed);
+        }
+        captured
+    }
+
+    /// Like [`handle`], counting as [`Restorer::extract`] does.
+    pub fn handle<E, F, Fut>(&self, entry: E, handler: F) -> Scoped<Fut>
+    where
+        E: StreamEntry,
+        F: FnOnce(E) -> Fut,
+        Fut: Future,
+    {
+        run(self.extract(&entry).context, entry, handler)
+    }
+
+    /// What was restored so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counts;
+        Stats {
+            messages: c.messages.load(Ordering::Relaxed),
+            without_context: c.without_context.load(Ordering::Relaxed),
+            with_rejections: c.with_rejections.load(Ordering::Relaxed),
+            rejected_values: c.rejected_values.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters of a [`Restorer`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    messages: u64,
+    without_context: u64,
+    with_rejections: u64,
+    rejected_values: u64,
+}
+
+impl Stats {
+    /// Entries seen (each one ran, or was handed back, with a context).
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Entries that carried neither a `traceparent` nor a correlation id: they ran in
+    /// a fresh context.
+    pub fn without_context(&self) -> u64 {
+        self.without_context
+    }
+
+    /// Entries from which at least one value was dropped (malformed, oversized, wrong
+    /// type, duplicate).
+    pub fn with_rejections(&self) -> u64 {
+        self.with_rejections
+    }
+
+    /// Values dropped in all (one entry can drop several).
+    pub fn rejected_values(&self) -> u64 {
+        self.rejected_values
+    }
+}
