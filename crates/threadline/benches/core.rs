@@ -1,1 +1,264 @@
-fn main() {}
+//! Core hot paths against their peers, measured in the same run.
+//!
+//! `cargo bench -p threadline --bench core` (see BENCHMARKS.md for the table).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll, Waker};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use threadline::codec::{Baggage, TraceParent};
+use threadline::{Context, Policy, Trust};
+
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const BAGGAGE: &str =
+    "userId=alice,serverNode=DF%2028,isProduction=false,tenant=acme,region=eu-west-1";
+
+/// Header values as a server hands them over: shared bytes, cheap to clone.
+fn shared(v: &str) -> HeaderValue {
+    let b = bytes::Bytes::from(v.as_bytes().to_vec());
+    let _ = b.clone();
+    HeaderValue::from_maybe_shared(b).unwrap()
+}
+
+fn request() -> HeaderMap {
+    let pairs = [
+        ("host", "shop.internal:8080"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("content-type", "application/json"),
+        ("content-length", "128"),
+        ("cookie", "session=abcdef0123456789"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"),
+        ("x-forwarded-for", "10.1.2.3"),
+        ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
+        ("x-tenant-id", "acme"),
+        ("x-user-id", "user-42"),
+        ("x-client", "web-checkout"),
+        ("baggage", BAGGAGE),
+    ];
+    let mut h = HeaderMap::with_capacity(16);
+    for (k, v) in pairs {
+        h.insert(k, shared(v));
+    }
+    h
+}
+
+fn traceparent(c: &mut Criterion) {
+    let mut g = c.benchmark_group("traceparent extract+inject");
+    let mut inbound = HeaderMap::new();
+    inbound.insert("traceparent", shared(TP));
+    g.bench_function("threadline codec (decode + child + encode)", |b| {
+        b.iter(|| {
+            let tp = TraceParent::decode(black_box(inbound["traceparent"].as_bytes())).unwrap();
+            black_box(tp.child().encode());
+        })
+    });
+    let policy = Policy::builder().baggage(false).build().unwrap();
+    g.bench_function("threadline capture + inject (HeaderMap)", |b| {
+        let mut out = HeaderMap::with_capacity(8);
+        b.iter(|| {
+            out.clear();
+            let ctx = policy.capture(black_box(&inbound), Trust::Trusted).context;
+            ctx.inject(&mut out);
+            black_box(&out);
+        })
+    });
+    let otel = TraceContextPropagator::new();
+    g.bench_function("opentelemetry TraceContextPropagator", |b| {
+        let mut out = HeaderMap::with_capacity(8);
+        b.iter(|| {
+            out.clear();
+            let cx = otel.extract(&HeaderExtractor(black_box(&inbound)));
+            otel.inject_context(&cx, &mut HeaderInjector(&mut out));
+            black_box(&out);
+        })
+    });
+    g.finish();
+}
+
+fn baggage(c: &mut Criterion) {
+    let mut g = c.benchmark_group("baggage (5 entries)");
+    let mut inbound = HeaderMap::new();
+    inbound.insert("baggage", shared(BAGGAGE));
+    g.bench_function("threadline pass-through (validate + forward)", |b| {
+        let mut out = HeaderMap::with_capacity(8);
+        b.iter(|| {
+            let bag = Baggage::from_header(black_box(&inbound["baggage"]), 64, 8192).unwrap();
+            out.insert("baggage", bag.header_value().clone());
+            black_box(&out);
+        })
+    });
+    g.bench_function("threadline parse on demand (all members, decoded)", |b| {
+        b.iter(|| {
+            let bag = Baggage::from_header(black_box(&inbound["baggage"]), 64, 8192).unwrap();
+            for m in bag.iter() {
+                black_box((m.key(), m.value()));
+            }
+        })
+    });
+    let otel = BaggagePropagator::new();
+    g.bench_function("opentelemetry BaggagePropagator extract + inject", |b| {
+        let mut out = HeaderMap::with_capacity(8);
+        b.iter(|| {
+            out.clear();
+            let cx = otel.extract(&HeaderExtractor(black_box(&inbound)));
+            otel.inject_context(&cx, &mut HeaderInjector(&mut out));
+            black_box(&out);
+        })
+    });
+    g.bench_function("opentelemetry BaggagePropagator extract (parse)", |b| {
+        b.iter(|| black_box(otel.extract(&HeaderExtractor(black_box(&inbound)))))
+    });
+    g.finish();
+}
+
+fn capture_inject(c: &mut Criterion) {
+    let mut g = c.benchmark_group("capture 5 of 15 headers + inject");
+    let req = request();
+    let names: Vec<HeaderName> = [
+        "x-correlation-id",
+        "baggage",
+        "x-tenant-id",
+        "x-user-id",
+        "x-client",
+    ]
+    .iter()
+    .map(|n| HeaderName::from_static(n))
+    .collect();
+    g.bench_function("hand-written direct copy into a pre-sized map", |b| {
+        let mut out = HeaderMap::with_capacity(16);
+        b.iter(|| {
+            out.clear();
+            for n in &names {
+                if let Some(v) = black_box(&req).get(n) {
+                    out.insert(n.clone(), v.clone());
+                }
+            }
+            black_box(&out);
+        })
+    });
+    g.bench_function("via an intermediate HeaderMap", |b| {
+        let mut out = HeaderMap::with_capacity(16);
+        b.iter(|| {
+            out.clear();
+            let mut mid = HeaderMap::new();
+            for n in &names {
+                if let Some(v) = black_box(&req).get(n) {
+                    mid.insert(n.clone(), v.clone());
+                }
+            }
+            for (k, v) in &mid {
+                out.insert(k.clone(), v.clone());
+            }
+            black_box(&out);
+        })
+    });
+    let pass_through = Policy::builder()
+        .header("x-tenant-id")
+        .header("x-user-id")
+        .header("x-client")
+        .w3c(false)
+        .build()
+        .unwrap();
+    g.bench_function("threadline capture + inject (pass-through headers)", |b| {
+        let mut out = HeaderMap::with_capacity(16);
+        b.iter(|| {
+            out.clear();
+            let ctx = pass_through
+                .capture(black_box(&req), Trust::Trusted)
+                .context;
+            ctx.inject(&mut out);
+            black_box(&out);
+        })
+    });
+    let with_w3c = Policy::builder()
+        .header("x-tenant-id")
+        .header("x-user-id")
+        .header("x-client")
+        .build()
+        .unwrap();
+    g.bench_function(
+        "threadline capture + inject (+ new trace, child traceparent)",
+        |b| {
+            let mut out = HeaderMap::with_capacity(16);
+            b.iter(|| {
+                out.clear();
+                let ctx = with_w3c.capture(black_box(&req), Trust::Trusted).context;
+                ctx.inject(&mut out);
+                black_box(&out);
+            })
+        },
+    );
+    g.finish();
+}
+
+fn poll_once<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut cx = TaskCx::from_waker(Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("bench futures complete in one poll"),
+    }
+}
+
+tokio::task_local! {
+    static BASELINE: Arc<HashMap<String, String>>;
+}
+
+fn scope_current(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scope + read current");
+    let ctx = Policy::default().new_root();
+    let arc = Arc::new(HashMap::from([(
+        "x-correlation-id".to_owned(),
+        "id".to_owned(),
+    )]));
+    g.bench_function("tokio task_local! with an Arc (baseline)", |b| {
+        b.iter(|| {
+            poll_once(BASELINE.scope(arc.clone(), async {
+                black_box(BASELINE.with(|a| a.clone()));
+            }))
+        })
+    });
+    g.bench_function("threadline scope + Context::current()", |b| {
+        b.iter(|| {
+            poll_once(ctx.clone().scope(async {
+                black_box(Context::current());
+            }))
+        })
+    });
+    g.bench_function("threadline scope + Context::with_current (no clone)", |b| {
+        b.iter(|| {
+            poll_once(ctx.clone().scope(async {
+                black_box(Context::with_current(|c| c.correlation_id().is_some()));
+            }))
+        })
+    });
+    let otel_cx = opentelemetry::Context::new().with_value(arc.clone());
+    g.bench_function("opentelemetry Context::attach + current", |b| {
+        b.iter(|| {
+            let _guard = otel_cx.clone().attach();
+            black_box(opentelemetry::Context::current());
+        })
+    });
+    g.finish();
+}
+
+#[allow(missing_docs)]
+mod groups {
+    use super::*;
+    criterion_group!(benches, traceparent, baggage, capture_inject, scope_current);
+}
+criterion_main!(groups::benches);

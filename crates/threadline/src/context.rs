@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
 use crate::carrier::{CarrierKind, Injector};
+use crate::codec::shared_header_value;
 use crate::codec::{
     B3, Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
     encode_baggage_value,
@@ -137,6 +138,25 @@ impl TraceContext {
             parent_id: Some(tp.parent_id()),
             span_id: SpanId::random(),
             flags: TraceFlags::new(tp.flags().bits() & TraceFlags::KNOWN),
+            tracestate,
+        }
+    }
+
+    /// Assembles a trace context from its parts, for tracers that own the ids of this
+    /// hop (OpenTelemetry's span, say): `span_id` becomes this hop's span id, the one
+    /// logs show; outgoing calls still get a fresh parent id each.
+    pub fn from_parts(
+        trace_id: TraceId,
+        parent_id: Option<SpanId>,
+        span_id: SpanId,
+        flags: TraceFlags,
+        tracestate: Option<TraceState>,
+    ) -> Self {
+        TraceContext {
+            trace_id,
+            parent_id,
+            span_id,
+            flags: TraceFlags::new(flags.bits() & TraceFlags::KNOWN),
             tracestate,
         }
     }
@@ -351,6 +371,30 @@ impl Context {
             .unwrap_or_else(|_| self.clone())
     }
 
+    /// A new snapshot whose trace context is `trace` (copy-on-write, like
+    /// [`Context::with_field`]): for handing this hop's ids over to a tracer that owns
+    /// them. The correlation id, baggage, headers and fields are kept.
+    ///
+    /// ```
+    /// use threadline::{Policy, TraceContext};
+    /// use threadline::codec::{SpanId, TraceFlags, TraceId};
+    ///
+    /// let ctx = Policy::default().new_root();
+    /// let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    /// let span_id = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+    /// let adopted = ctx.with_trace(TraceContext::from_parts(
+    ///     trace_id, None, span_id, TraceFlags::SAMPLED, None,
+    /// ));
+    /// assert_eq!(adopted.trace_id(), Some(trace_id));
+    /// assert_eq!(adopted.span_id(), Some(span_id));
+    /// assert_eq!(adopted.correlation_id(), ctx.correlation_id());
+    /// ```
+    pub fn with_trace(&self, trace: TraceContext) -> Context {
+        let mut inner = (*self.inner).clone();
+        inner.trace = Some(trace);
+        Context::from_inner(inner)
+    }
+
     /// Writes the context into a carrier. See [`Context::inject_where`].
     pub fn inject<I: Injector + ?Sized>(&self, carrier: &mut I) -> Option<SpanId> {
         self.inject_where(carrier, |_| true)
@@ -383,7 +427,7 @@ impl Context {
         if let Some(t) = &i.trace {
             if allow(&names::TRACEPARENT) && !carrier.contains(&names::TRACEPARENT) {
                 let tp = t.child();
-                if let Ok(v) = HeaderValue::from_bytes(tp.encode().as_bytes()) {
+                if let Some(v) = shared_header_value(tp.encode().as_bytes()) {
                     carrier.set(&names::TRACEPARENT, &v);
                     sent = Some(tp.parent_id());
                 }
@@ -394,13 +438,13 @@ impl Context {
                 match p.emit_b3 {
                     B3Emit::None => {}
                     B3Emit::Single => {
-                        if let Ok(v) = HeaderValue::from_bytes(b3.encode_single().as_bytes()) {
+                        if let Some(v) = shared_header_value(b3.encode_single().as_bytes()) {
                             put(carrier, &names::B3, &v);
                         }
                     }
                     B3Emit::Multi => {
                         for (name, buf) in b3.encode_multi().into_iter().flatten() {
-                            if let Ok(v) = HeaderValue::from_bytes(buf.as_bytes()) {
+                            if let Some(v) = shared_header_value(buf.as_bytes()) {
                                 put(carrier, &HeaderName::from_static(name), &v);
                             }
                         }

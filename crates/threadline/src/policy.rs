@@ -164,10 +164,12 @@ impl HeaderRule {
     }
 }
 
+type ValidatorFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// Validates correlation ids.
 #[derive(Clone, Default)]
 pub struct Validator {
-    custom: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    custom: Option<ValidatorFn>,
 }
 
 impl Validator {

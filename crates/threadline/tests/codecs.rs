@@ -1,7 +1,9 @@
 //! Table tests for every wire-format rule (see ANCHORS: traceparent, tracestate,
 //! baggage, B3, correlation id). Each row carries the reason it exists.
 
-use threadline::codec::{B3, B3Sampling, Baggage, CorrelationId, ErrorKind, IdGenerator, TraceParent, TraceState};
+use threadline::codec::{
+    B3, B3Sampling, Baggage, CorrelationId, ErrorKind, IdGenerator, TraceParent, TraceState,
+};
 
 const TID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PID: &str = "00f067aa0ba902b7";
@@ -35,32 +37,86 @@ fn traceparent_table() {
     let cases: Vec<(&str, Result<(), ErrorKind>, &str)> = vec![
         (&ok, Ok(()), "canonical version-00 value"),
         (&unsampled, Ok(()), "flags 00 is valid"),
-        (&unknown_flags, Ok(()), "unknown flag bits are accepted (zeroed on output)"),
-        (&ows, Ok(()), "HTTP optional white space around the value is ignored"),
-        (&long_v1, Ok(()), "a higher version may be longer, parsed by its first four fields"),
-        (&upper_tid, Err(ErrorKind::UpperCaseHex), "upper-case trace id"),
-        (&upper_pid, Err(ErrorKind::UpperCaseHex), "upper-case parent id"),
-        (&upper_flags, Err(ErrorKind::UpperCaseHex), "upper-case flags"),
-        (&upper_ver, Err(ErrorKind::UpperCaseHex), "upper-case version"),
+        (
+            &unknown_flags,
+            Ok(()),
+            "unknown flag bits are accepted (zeroed on output)",
+        ),
+        (
+            &ows,
+            Ok(()),
+            "HTTP optional white space around the value is ignored",
+        ),
+        (
+            &long_v1,
+            Ok(()),
+            "a higher version may be longer, parsed by its first four fields",
+        ),
+        (
+            &upper_tid,
+            Err(ErrorKind::UpperCaseHex),
+            "upper-case trace id",
+        ),
+        (
+            &upper_pid,
+            Err(ErrorKind::UpperCaseHex),
+            "upper-case parent id",
+        ),
+        (
+            &upper_flags,
+            Err(ErrorKind::UpperCaseHex),
+            "upper-case flags",
+        ),
+        (
+            &upper_ver,
+            Err(ErrorKind::UpperCaseHex),
+            "upper-case version",
+        ),
         (&zero_tid, Err(ErrorKind::ZeroTraceId), "all-zero trace id"),
         (&zero_pid, Err(ErrorKind::ZeroSpanId), "all-zero parent id"),
-        (&ff, Err(ErrorKind::ForbiddenVersion), "version ff is forbidden"),
-        (&v00_extra, Err(ErrorKind::TrailingData), "version 00 with extra fields"),
-        (&v00_extra_char, Err(ErrorKind::TrailingData), "version 00 with one extra char"),
-        (&higher_no_dash, Err(ErrorKind::Separator), "higher version: data after flags needs a dash"),
+        (
+            &ff,
+            Err(ErrorKind::ForbiddenVersion),
+            "version ff is forbidden",
+        ),
+        (
+            &v00_extra,
+            Err(ErrorKind::TrailingData),
+            "version 00 with extra fields",
+        ),
+        (
+            &v00_extra_char,
+            Err(ErrorKind::TrailingData),
+            "version 00 with one extra char",
+        ),
+        (
+            &higher_no_dash,
+            Err(ErrorKind::Separator),
+            "higher version: data after flags needs a dash",
+        ),
         (&short, Err(ErrorKind::Length), "shorter than 55 characters"),
         ("", Err(ErrorKind::Empty), "empty"),
         ("   ", Err(ErrorKind::Empty), "only white space"),
         (&bad_sep, Err(ErrorKind::Separator), "wrong first separator"),
-        (&bad_sep2, Err(ErrorKind::Separator), "wrong second separator"),
+        (
+            &bad_sep2,
+            Err(ErrorKind::Separator),
+            "wrong second separator",
+        ),
         (&bad_hex_tid, Err(ErrorKind::TraceId), "non-hex in trace id"),
         (&bad_hex_pid, Err(ErrorKind::SpanId), "non-hex in parent id"),
         (&bad_flags, Err(ErrorKind::Flags), "non-hex flags"),
         (&bad_ver, Err(ErrorKind::Version), "non-hex version"),
-        (&tid_short_pid_long, Err(ErrorKind::Separator), "fields shifted by one"),
+        (
+            &tid_short_pid_long,
+            Err(ErrorKind::Separator),
+            "fields shifted by one",
+        ),
     ];
     for (input, expected, reason) in cases {
-        let got = TraceParent::decode(input.as_bytes()).map(|_| ()).map_err(|e| e.kind());
+        let got = TraceParent::decode(input.as_bytes())
+            .map(|_| ())
+            .map_err(|e| e.kind());
         assert_eq!(got, expected, "{reason}: {input:?}");
     }
 }
@@ -76,7 +132,11 @@ fn traceparent_fields_and_encoding() {
     // unknown flags are zeroed when propagating
     let tp = TraceParent::decode(format!("00-{TID}-{PID}-ff").as_bytes()).unwrap();
     assert_eq!(tp.flags().bits(), 0xff, "flags kept as received");
-    assert_eq!(tp.encode().as_str(), format!("00-{TID}-{PID}-03"), "only known bits go out");
+    assert_eq!(
+        tp.encode().as_str(),
+        format!("00-{TID}-{PID}-03"),
+        "only known bits go out"
+    );
 
     // a higher version is sent on as version 00
     let tp = TraceParent::decode(format!("01-{TID}-{PID}-01-what-ever").as_bytes()).unwrap();
@@ -91,7 +151,11 @@ fn traceparent_child_and_root() {
     let b = tp.child();
     assert_eq!(a.trace_id(), tp.trace_id(), "child keeps the trace id");
     assert_ne!(a.parent_id(), tp.parent_id(), "child has a new parent id");
-    assert_ne!(a.parent_id(), b.parent_id(), "each call gets its own parent id");
+    assert_ne!(
+        a.parent_id(),
+        b.parent_id(),
+        "each call gets its own parent id"
+    );
     assert_eq!(a.flags(), tp.flags());
     let root = TraceParent::new_root(true);
     assert!(root.flags().is_sampled());
@@ -107,7 +171,11 @@ fn traceparent_duplicates_are_invalid() {
     let none = TraceParent::decode_all(std::iter::empty::<&[u8]>()).unwrap();
     assert!(none.is_none());
     let two = TraceParent::decode_all([v.as_bytes(), v.as_bytes()]);
-    assert_eq!(two.unwrap_err().kind(), ErrorKind::Duplicate, "two traceparent headers");
+    assert_eq!(
+        two.unwrap_err().kind(),
+        ErrorKind::Duplicate,
+        "two traceparent headers"
+    );
 }
 
 #[test]
@@ -124,45 +192,73 @@ fn tracestate_table() {
     let max_joined = max_members.join(",");
     let too_many_joined = too_many.join(",");
     let cases: Vec<(&str, Result<(), ErrorKind>, &str)> = vec![
-        ("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", Ok(()), "two simple members"),
+        (
+            "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE",
+            Ok(()),
+            "two simple members",
+        ),
         ("rojo=1 , congo=2", Ok(()), "OWS around members"),
         ("rojo=1,,congo=2", Ok(()), "empty members are allowed"),
         ("tenant@vendor=x", Ok(()), "multi-tenant key"),
-        ("1tenant@vendor=x", Ok(()), "tenant id may start with a digit"),
+        (
+            "1tenant@vendor=x",
+            Ok(()),
+            "tenant id may start with a digit",
+        ),
         ("a_-*/9=x", Ok(()), "every allowed key character"),
         ("k=a b", Ok(()), "space inside a value"),
         (&max_joined, Ok(()), "32 members is the maximum"),
         (&key_256, Ok(()), "256-char key"),
         (&value_256, Ok(()), "256-char value"),
         (&tenant_241, Ok(()), "241-char tenant id"),
-        (&too_many_joined, Err(ErrorKind::TooManyMembers), "33 members"),
+        (
+            &too_many_joined,
+            Err(ErrorKind::TooManyMembers),
+            "33 members",
+        ),
         (&key_257, Err(ErrorKind::Key), "257-char key"),
         (&value_257, Err(ErrorKind::Value), "257-char value"),
         (&tenant_242, Err(ErrorKind::Key), "242-char tenant id"),
         (&system_15, Err(ErrorKind::Key), "15-char system id"),
         ("Rojo=1", Err(ErrorKind::Key), "upper-case key"),
-        ("1abc=1", Err(ErrorKind::Key), "simple key starts with a digit"),
+        (
+            "1abc=1",
+            Err(ErrorKind::Key),
+            "simple key starts with a digit",
+        ),
         ("a=1,a=2", Err(ErrorKind::Duplicate), "duplicate key"),
         ("a=b=c", Err(ErrorKind::Value), "= inside a value"),
         ("novalue", Err(ErrorKind::Separator), "member without ="),
         ("k=", Err(ErrorKind::Value), "empty value"),
-        ("k=v ", Ok(()), "trailing OWS of the member is not part of the value"),
+        (
+            "k=v ",
+            Ok(()),
+            "trailing OWS of the member is not part of the value",
+        ),
         ("k=v\u{7f}", Err(ErrorKind::Value), "DEL in a value"),
         ("t@=v", Err(ErrorKind::Key), "empty system id"),
     ];
     for (input, expected, reason) in cases {
-        let got = TraceState::validate(input.as_bytes()).map(|_| ()).map_err(|e| e.kind());
+        let got = TraceState::validate(input.as_bytes())
+            .map(|_| ())
+            .map_err(|e| e.kind());
         assert_eq!(got, expected, "{reason}: {input:?}");
     }
 }
 
 #[test]
 fn tracestate_multiple_headers_are_one_list() {
-    let ts = TraceState::decode_all([&b"a=1"[..], b"b=2"]).unwrap().unwrap();
+    let ts = TraceState::decode_all([&b"a=1"[..], b"b=2"])
+        .unwrap()
+        .unwrap();
     assert_eq!(ts.as_str(), "a=1,b=2");
     assert_eq!(ts.len(), 2);
     let dup = TraceState::decode_all([&b"a=1"[..], b"a=2"]);
-    assert_eq!(dup.unwrap_err().kind(), ErrorKind::Duplicate, "duplicate across headers");
+    assert_eq!(
+        dup.unwrap_err().kind(),
+        ErrorKind::Duplicate,
+        "duplicate across headers"
+    );
 }
 
 #[test]
@@ -183,9 +279,21 @@ fn tracestate_trimming_drops_large_entries_first_then_from_the_right() {
 fn baggage_table() {
     let cases: Vec<(&str, Result<usize, ErrorKind>, &str)> = vec![
         ("userId=alice", Ok(1), "one member"),
-        ("userId=alice,serverNode=DF%2028,isProduction=false", Ok(3), "W3C example"),
-        ("k=v;prop1;prop2=x", Ok(1), "properties, bare and with value"),
-        (" k = v , j = w ", Ok(2), "OWS around keys, values and members"),
+        (
+            "userId=alice,serverNode=DF%2028,isProduction=false",
+            Ok(3),
+            "W3C example",
+        ),
+        (
+            "k=v;prop1;prop2=x",
+            Ok(1),
+            "properties, bare and with value",
+        ),
+        (
+            " k = v , j = w ",
+            Ok(2),
+            "OWS around keys, values and members",
+        ),
         ("k=", Ok(1), "empty value is allowed"),
         ("k=v,,j=w", Ok(2), "empty member skipped"),
         ("k=%E2%9C%93", Ok(1), "percent-encoded UTF-8"),
@@ -204,7 +312,13 @@ fn baggage_table() {
         let got = Baggage::validate(input.as_bytes(), 64, 8192).map_err(|e| e.kind());
         assert_eq!(got, expected, "{reason}: {input:?}");
     }
-    assert_eq!(Baggage::validate(&[b'k', b'=', 0xff], 64, 8192).unwrap_err().kind(), ErrorKind::InvalidChar, "non-UTF-8");
+    assert_eq!(
+        Baggage::validate(&[b'k', b'=', 0xff], 64, 8192)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidChar,
+        "non-UTF-8"
+    );
 }
 
 #[test]
@@ -212,7 +326,9 @@ fn baggage_limits_keep_whole_members_only() {
     let members: Vec<String> = (0..500).map(|i| format!("k{i}=v{i}")).collect();
     let joined = members.join(",");
     assert_eq!(
-        Baggage::validate(joined.as_bytes(), 64, 8192).unwrap_err().kind(),
+        Baggage::validate(joined.as_bytes(), 64, 8192)
+            .unwrap_err()
+            .kind(),
         ErrorKind::TooManyMembers,
         "strict validation refuses 500 members"
     );
@@ -220,19 +336,33 @@ fn baggage_limits_keep_whole_members_only() {
     let kept = kept.unwrap();
     assert_eq!(kept.iter().count(), 64, "64 members kept");
     assert_eq!(dropped, 436);
-    assert_eq!(kept.iter().last().unwrap().as_str(), "k63=v63", "in order, whole members");
+    assert_eq!(
+        kept.iter().last().unwrap().as_str(),
+        "k63=v63",
+        "in order, whole members"
+    );
 
     let big = format!("a=1,b={},c=3", "x".repeat(9000));
     let (kept, dropped) = Baggage::collect([big.as_bytes()], 64, 8192);
-    assert_eq!(kept.unwrap().as_str(), "a=1,c=3", "the oversized member is dropped whole");
+    assert_eq!(
+        kept.unwrap().as_str(),
+        "a=1,c=3",
+        "the oversized member is dropped whole"
+    );
     assert_eq!(dropped, 1);
 
     let (kept, dropped) = Baggage::collect([&b"a=1,bad key=2"[..], b"c=3"], 64, 8192);
-    assert_eq!(kept.unwrap().as_str(), "a=1,c=3", "invalid member dropped, headers joined");
+    assert_eq!(
+        kept.unwrap().as_str(),
+        "a=1,c=3",
+        "invalid member dropped, headers joined"
+    );
     assert_eq!(dropped, 1);
 
     // the W3C minimum is accepted exactly
-    let exactly: Vec<String> = (0..64).map(|i| format!("k{i}={}", "v".repeat(120))).collect();
+    let exactly: Vec<String> = (0..64)
+        .map(|i| format!("k{i}={}", "v".repeat(120)))
+        .collect();
     let exactly = exactly.join(",");
     assert!(exactly.len() <= 8192);
     assert_eq!(Baggage::validate(exactly.as_bytes(), 64, 8192), Ok(64));
@@ -245,7 +375,10 @@ fn baggage_values_and_properties() {
     assert_eq!(m[0].key(), "user");
     assert_eq!(m[0].value(), "Jürgen");
     assert_eq!(m[0].raw_value(), "J%C3%BCrgen");
-    assert_eq!(m[0].properties().collect::<Vec<_>>(), vec![("ttl", Some("60")), ("private", None)]);
+    assert_eq!(
+        m[0].properties().collect::<Vec<_>>(),
+        vec![("ttl", Some("60")), ("private", None)]
+    );
     assert_eq!(m[1].properties().count(), 0);
     assert_eq!(b.get("plain").as_deref(), Some("x"));
     assert_eq!(b.get("missing"), None);
@@ -268,18 +401,44 @@ fn b3_table() {
         ("0".into(), Ok(()), "deny only"),
         ("1".into(), Ok(()), "accept only"),
         ("d".into(), Ok(()), "debug only"),
-        (format!("{}-{s}-1", t32.to_uppercase()), Err(ErrorKind::UpperCaseHex), "upper-case trace id"),
-        (format!("{t32}-{s}-x"), Err(ErrorKind::Sampling), "bad sampling state"),
-        (format!("{t32}-{s}-1-{p}-extra"), Err(ErrorKind::TrailingData), "five fields"),
-        (format!("{}-{s}", "0".repeat(32)), Err(ErrorKind::ZeroTraceId), "zero trace id"),
-        (format!("{t32}-{}", "0".repeat(16)), Err(ErrorKind::ZeroSpanId), "zero span id"),
-        (format!("{t32}"), Err(ErrorKind::Separator), "trace id alone"),
-        (format!("{}-{s}", &t32[..20]), Err(ErrorKind::TraceId), "20-hex trace id"),
+        (
+            format!("{}-{s}-1", t32.to_uppercase()),
+            Err(ErrorKind::UpperCaseHex),
+            "upper-case trace id",
+        ),
+        (
+            format!("{t32}-{s}-x"),
+            Err(ErrorKind::Sampling),
+            "bad sampling state",
+        ),
+        (
+            format!("{t32}-{s}-1-{p}-extra"),
+            Err(ErrorKind::TrailingData),
+            "five fields",
+        ),
+        (
+            format!("{}-{s}", "0".repeat(32)),
+            Err(ErrorKind::ZeroTraceId),
+            "zero trace id",
+        ),
+        (
+            format!("{t32}-{}", "0".repeat(16)),
+            Err(ErrorKind::ZeroSpanId),
+            "zero span id",
+        ),
+        (t32.to_string(), Err(ErrorKind::Separator), "trace id alone"),
+        (
+            format!("{}-{s}", &t32[..20]),
+            Err(ErrorKind::TraceId),
+            "20-hex trace id",
+        ),
         ("x".into(), Err(ErrorKind::Sampling), "single bad char"),
         ("".into(), Err(ErrorKind::Empty), "empty"),
     ];
     for (input, expected, reason) in cases {
-        let got = B3::decode_single(input.as_bytes()).map(|_| ()).map_err(|e| e.kind());
+        let got = B3::decode_single(input.as_bytes())
+            .map(|_| ())
+            .map_err(|e| e.kind());
         assert_eq!(got, expected, "{reason}: {input:?}");
     }
 }
@@ -290,11 +449,18 @@ fn b3_converts_both_ways() {
     assert_eq!(b3.sampling(), Some(B3Sampling::Debug));
     assert_eq!(b3.parent_span_id().unwrap().to_string(), "05e3ac9a4f6e3b90");
     let tp = b3.to_trace_parent().unwrap();
-    assert_eq!(tp.trace_id().to_string(), "000000000000000064fe8b2a57d3eff7", "64-bit ids are left-padded");
+    assert_eq!(
+        tp.trace_id().to_string(),
+        "000000000000000064fe8b2a57d3eff7",
+        "64-bit ids are left-padded"
+    );
     assert_eq!(tp.parent_id().to_string(), "e457b5a2e4d86bd1");
     assert!(tp.flags().is_sampled(), "debug implies sampled");
     let back = B3::from_trace_parent(&tp);
-    assert_eq!(back.encode_single().as_str(), "000000000000000064fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
+    assert_eq!(
+        back.encode_single().as_str(),
+        "000000000000000064fe8b2a57d3eff7-e457b5a2e4d86bd1-1"
+    );
     let multi: Vec<(String, String)> = back
         .encode_multi()
         .into_iter()
@@ -304,32 +470,69 @@ fn b3_converts_both_ways() {
     assert_eq!(
         multi,
         vec![
-            ("x-b3-traceid".to_owned(), "000000000000000064fe8b2a57d3eff7".to_owned()),
+            (
+                "x-b3-traceid".to_owned(),
+                "000000000000000064fe8b2a57d3eff7".to_owned()
+            ),
             ("x-b3-spanid".to_owned(), "e457b5a2e4d86bd1".to_owned()),
             ("x-b3-sampled".to_owned(), "1".to_owned()),
         ]
     );
-    assert!(B3::decode_single(b"0").unwrap().to_trace_parent().is_none(), "deny-only has no ids");
-    assert_eq!(B3::decode_single(b"0").unwrap().encode_single().as_str(), "0");
+    assert!(
+        B3::decode_single(b"0").unwrap().to_trace_parent().is_none(),
+        "deny-only has no ids"
+    );
+    assert_eq!(
+        B3::decode_single(b"0").unwrap().encode_single().as_str(),
+        "0"
+    );
 }
 
 #[test]
 fn b3_multi_table() {
     let t = Some(&b"80f198ee56343ba864fe8b2a57d3eff7"[..]);
     let s = Some(&b"e457b5a2e4d86bd1"[..]);
-    let ok = B3::decode_multi(t, s, None, Some(b"1"), None).unwrap().unwrap();
+    let ok = B3::decode_multi(t, s, None, Some(b"1"), None)
+        .unwrap()
+        .unwrap();
     assert_eq!(ok.sampling(), Some(B3Sampling::Accept));
-    let debug = B3::decode_multi(t, s, None, Some(b"0"), Some(b"1")).unwrap().unwrap();
-    assert_eq!(debug.sampling(), Some(B3Sampling::Debug), "flags 1 means debug and wins over sampled");
-    assert_eq!(B3::decode_multi(None, None, None, None, None).unwrap(), None, "nothing set");
+    let debug = B3::decode_multi(t, s, None, Some(b"0"), Some(b"1"))
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        B3::decode_multi(t, None, None, None, None).unwrap_err().kind(),
+        debug.sampling(),
+        Some(B3Sampling::Debug),
+        "flags 1 means debug and wins over sampled"
+    );
+    assert_eq!(
+        B3::decode_multi(None, None, None, None, None).unwrap(),
+        None,
+        "nothing set"
+    );
+    assert_eq!(
+        B3::decode_multi(t, None, None, None, None)
+            .unwrap_err()
+            .kind(),
         ErrorKind::SpanId,
         "trace id without span id"
     );
-    assert_eq!(B3::decode_multi(t, s, None, Some(b"true"), None).unwrap_err().kind(), ErrorKind::Sampling, "only 0/1");
-    assert_eq!(B3::decode_multi(t, s, None, None, Some(b"0")).unwrap_err().kind(), ErrorKind::Flags, "flags must be 1");
-    let deny = B3::decode_multi(None, None, None, Some(b"0"), None).unwrap().unwrap();
+    assert_eq!(
+        B3::decode_multi(t, s, None, Some(b"true"), None)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Sampling,
+        "only 0/1"
+    );
+    assert_eq!(
+        B3::decode_multi(t, s, None, None, Some(b"0"))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Flags,
+        "flags must be 1"
+    );
+    let deny = B3::decode_multi(None, None, None, Some(b"0"), None)
+        .unwrap()
+        .unwrap();
     assert_eq!(deny.ids(), None);
 }
 
@@ -345,12 +548,24 @@ fn correlation_id_table() {
         ("886313e1-3b8a-5372-9b90-0c9aee199e5d", Ok(()), "UUID v5"),
         ("1ef21d2f-1207-6660-8c4f-419efbd44d48", Ok(()), "UUID v6"),
         ("0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3", Ok(()), "UUID v7"),
-        ("F47AC10B-58CC-4372-A567-0E02B2C3D479", Ok(()), "upper-case UUID"),
+        (
+            "F47AC10B-58CC-4372-A567-0E02B2C3D479",
+            Ok(()),
+            "upper-case UUID",
+        ),
         ("01J2Z3Q4R5S6T7V8W9X0Y1Z2A3", Ok(()), "ULID"),
-        ("a1b2c3d4e5f60718293a4b5c6d7e8f90", Ok(()), "nginx $request_id"),
+        (
+            "a1b2c3d4e5f60718293a4b5c6d7e8f90",
+            Ok(()),
+            "nginx $request_id",
+        ),
         ("req_42", Ok(()), "short custom id"),
         ("dGhyZWFk+/=", Ok(()), "base64"),
-        ("Root=1-5759e988-bd862e3fe1be46a994272793", Ok(()), "AWS X-Amzn-Trace-Id style"),
+        (
+            "Root=1-5759e988-bd862e3fe1be46a994272793",
+            Ok(()),
+            "AWS X-Amzn-Trace-Id style",
+        ),
         (&long_ok, Ok(()), "128 characters"),
         (&long_bad, Err(ErrorKind::Length), "129 characters"),
         ("", Err(ErrorKind::Empty), "empty"),
@@ -360,7 +575,11 @@ fn correlation_id_table() {
         ("a,b", Err(ErrorKind::InvalidChar), "comma"),
         ("a\\b", Err(ErrorKind::InvalidChar), "backslash"),
         ("a\tb", Err(ErrorKind::InvalidChar), "tab"),
-        ("abc\r\nlevel=ERROR", Err(ErrorKind::InvalidChar), "CRLF log forging"),
+        (
+            "abc\r\nlevel=ERROR",
+            Err(ErrorKind::InvalidChar),
+            "CRLF log forging",
+        ),
         ("ünïcode", Err(ErrorKind::InvalidChar), "non-ASCII"),
     ];
     for (input, expected, reason) in cases {
@@ -375,7 +594,10 @@ fn generated_ids_are_valid_and_distinct() {
         let a = generator.generate();
         let b = generator.generate();
         assert_ne!(a, b, "{generator:?} repeats");
-        assert!(CorrelationId::validate(a.as_str().as_bytes(), 128).is_ok(), "{generator:?}: {a}");
+        assert!(
+            CorrelationId::validate(a.as_str().as_bytes(), 128).is_ok(),
+            "{generator:?}: {a}"
+        );
     }
     assert_eq!(IdGenerator::UuidV4.generate().as_str().as_bytes()[14], b'4');
     assert_eq!(IdGenerator::UuidV7.generate().as_str().as_bytes()[14], b'7');
@@ -383,5 +605,9 @@ fn generated_ids_are_valid_and_distinct() {
     let custom = IdGenerator::custom(|| "job-1".to_owned()).generate();
     assert_eq!(custom.as_str(), "job-1");
     let unsafe_custom = IdGenerator::custom(|| "bad\nid".to_owned()).generate();
-    assert_eq!(unsafe_custom.as_str().len(), 36, "an unsafe custom id is replaced by a UUID");
+    assert_eq!(
+        unsafe_custom.as_str().len(),
+        36,
+        "an unsafe custom id is replaced by a UUID"
+    );
 }

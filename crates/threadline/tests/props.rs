@@ -2,7 +2,9 @@
 //! invalid ones are rejected with a typed reason.
 
 use proptest::prelude::*;
-use threadline::codec::{B3, Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState};
+use threadline::codec::{
+    B3, Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
+};
 use threadline::{Policy, Trust};
 
 fn trace_id() -> impl Strategy<Value = TraceId> {

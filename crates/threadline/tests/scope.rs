@@ -12,7 +12,10 @@ fn ctx(id: &str) -> Context {
 }
 
 fn current_id() -> Option<String> {
-    Context::try_current().ok()?.correlation_id().map(|c| c.as_str().to_owned())
+    Context::try_current()
+        .ok()?
+        .correlation_id()
+        .map(|c| c.as_str().to_owned())
 }
 
 #[tokio::test]
@@ -20,7 +23,10 @@ async fn outside_any_scope_there_is_a_typed_answer_not_a_panic() {
     assert!(Context::try_current().is_err());
     assert!(Context::current().is_empty());
     assert_eq!(Context::with_current(|_| ()), None);
-    assert_eq!(threadline::try_bind("user.id", "x"), Err(BindError::NoContext));
+    assert_eq!(
+        threadline::try_bind("user.id", "x"),
+        Err(BindError::NoContext)
+    );
     threadline::bind("user.id", "x"); // a no-op, not a panic
 }
 
@@ -35,7 +41,11 @@ async fn scope_sets_and_restores() {
                     assert_eq!(current_id().as_deref(), Some("inner"));
                 })
                 .await;
-            assert_eq!(current_id().as_deref(), Some("outer"), "outer restored after inner");
+            assert_eq!(
+                current_id().as_deref(),
+                Some("outer"),
+                "outer restored after inner"
+            );
         })
         .await;
     assert_eq!(current_id(), None, "nothing current after the scope");
@@ -58,7 +68,11 @@ async fn restored_after_a_panic() {
             }))
             .await;
             assert!(caught.is_err());
-            assert_eq!(current_id().as_deref(), Some("outer"), "restored after a panic mid-poll");
+            assert_eq!(
+                current_id().as_deref(),
+                Some("outer"),
+                "restored after a panic mid-poll"
+            );
         })
         .await;
     assert_eq!(current_id(), None);
@@ -67,10 +81,12 @@ async fn restored_after_a_panic() {
 async fn futures_catch<F: std::future::Future>(fut: F) -> Result<F::Output, ()> {
     use std::panic::AssertUnwindSafe;
     let mut fut = Box::pin(fut);
-    std::future::poll_fn(move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-        Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-        Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-        Err(_) => std::task::Poll::Ready(Err(())),
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
     })
     .await
 }
@@ -83,7 +99,10 @@ async fn restored_after_cancellation() {
                 tokio::time::sleep(Duration::from_secs(60)).await;
             });
             let timed_out = tokio::time::timeout(Duration::from_millis(10), slow).await;
-            assert!(timed_out.is_err(), "the inner future was dropped mid-flight");
+            assert!(
+                timed_out.is_err(),
+                "the inner future was dropped mid-flight"
+            );
             assert_eq!(current_id().as_deref(), Some("outer"));
         })
         .await;
@@ -113,15 +132,31 @@ async fn bind_is_seen_later_in_the_task_and_by_later_spawns_only() {
             threadline::bind("user.id", "alice");
             threadline::bind("organisation.id", 7u32);
             assert_eq!(Context::current().field("user.id"), Some("alice"));
-            assert_eq!(before.field("user.id"), None, "old snapshots are not mutated");
+            assert_eq!(
+                before.field("user.id"),
+                None,
+                "old snapshots are not mutated"
+            );
             nested_reads_field().await;
-            let late = threadline::spawn(async { Context::current().field("user.id").map(str::to_owned) });
-            assert_eq!(early.await.unwrap(), None, "a task spawned earlier keeps its snapshot");
+            let late =
+                threadline::spawn(async { Context::current().field("user.id").map(str::to_owned) });
+            assert_eq!(
+                early.await.unwrap(),
+                None,
+                "a task spawned earlier keeps its snapshot"
+            );
             assert_eq!(late.await.unwrap().as_deref(), Some("alice"));
             threadline::bind("user.id", "bob");
-            assert_eq!(Context::current().field("user.id"), Some("bob"), "rebinding replaces");
+            assert_eq!(
+                Context::current().field("user.id"),
+                Some("bob"),
+                "rebinding replaces"
+            );
             assert_eq!(Context::current().fields().count(), 2);
-            assert_eq!(threadline::try_bind("bad name", "x"), Err(BindError::InvalidName));
+            assert_eq!(
+                threadline::try_bind("bad name", "x"),
+                Err(BindError::InvalidName)
+            );
             assert_eq!(threadline::try_bind("", "x"), Err(BindError::InvalidName));
         })
         .await;
@@ -153,21 +188,29 @@ async fn spawn_blocking_and_in_current_context_carry_the_context() {
             let fut = async { current_id() }.in_current_context();
             let plain = tokio::spawn(fut).await.unwrap();
             assert_eq!(plain.as_deref(), Some("carry"));
-            let other = tokio::spawn(async { current_id() }.in_context(ctx("explicit"))).await.unwrap();
+            let other = tokio::spawn(async { current_id() }.in_context(ctx("explicit")))
+                .await
+                .unwrap();
             assert_eq!(other.as_deref(), Some("explicit"));
             let bare = tokio::spawn(async { current_id() }).await.unwrap();
             assert_eq!(bare, None, "plain tokio::spawn does not carry it");
         })
         .await;
     // Outside any scope they behave like the plain tokio functions.
-    assert_eq!(threadline::spawn(async { current_id() }).await.unwrap(), None);
+    assert_eq!(
+        threadline::spawn(async { current_id() }).await.unwrap(),
+        None
+    );
     assert_eq!(threadline::spawn_blocking(current_id).await.unwrap(), None);
     assert_eq!(async { current_id() }.in_current_context().await, None);
 }
 
 #[test]
 fn no_leakage_between_requests_on_one_reused_thread() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         ctx("request-a")
             .scope(async {
@@ -178,7 +221,11 @@ fn no_leakage_between_requests_on_one_reused_thread() {
         ctx("request-b")
             .scope(async {
                 assert_eq!(current_id().as_deref(), Some("request-b"));
-                assert_eq!(Context::current().field("user.id"), None, "no stale field from request A");
+                assert_eq!(
+                    Context::current().field("user.id"),
+                    None,
+                    "no stale field from request A"
+                );
             })
             .await;
         // and a panicking request leaves nothing behind either
@@ -189,7 +236,11 @@ fn no_leakage_between_requests_on_one_reused_thread() {
 
 #[test]
 fn no_leakage_across_many_concurrent_tasks_on_two_workers() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut handles = Vec::new();
         for i in 0..5000u32 {
@@ -200,7 +251,12 @@ fn no_leakage_across_many_concurrent_tasks_on_two_workers() {
                     tokio::task::yield_now().await;
                     assert_eq!(current_id().as_deref(), Some(id.as_str()));
                 }
-                let child = threadline::spawn(async { (current_id(), Context::current().field("n").map(str::to_owned)) });
+                let child = threadline::spawn(async {
+                    (
+                        current_id(),
+                        Context::current().field("n").map(str::to_owned),
+                    )
+                });
                 let (cid, n) = child.await.unwrap();
                 assert_eq!(cid.as_deref(), Some(id.as_str()));
                 assert_eq!(n, Some(i.to_string()));

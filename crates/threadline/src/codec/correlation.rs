@@ -162,9 +162,9 @@ impl IdGenerator {
             }
         };
         // generated ids are ASCII alphanumerics and '-'
-        match HeaderValue::from_bytes(text) {
-            Ok(value) => CorrelationId { value },
-            Err(_) => CorrelationId {
+        match super::shared_header_value(text) {
+            Some(value) => CorrelationId { value },
+            None => CorrelationId {
                 value: HeaderValue::from_static("invalid-generator-output"),
             },
         }

@@ -189,3 +189,41 @@ pub(crate) fn trim_ows(mut v: &[u8]) -> &[u8] {
     }
     v
 }
+
+/// Up to `N` bytes on the stack, turned into a `HeaderValue` with one allocation whose
+/// clones are reference-count bumps (a `HeaderValue` made from a `Vec` allocates again on
+/// its first clone).
+#[derive(Clone, Copy)]
+pub(crate) struct InlineBytes<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> InlineBytes<N> {
+    pub(crate) fn new(src: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; N];
+        bytes.get_mut(..src.len())?.copy_from_slice(src);
+        Some(InlineBytes {
+            bytes,
+            len: src.len(),
+        })
+    }
+
+    pub(crate) fn into_header_value(self) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(self)).ok()
+    }
+}
+
+impl<const N: usize> AsRef<[u8]> for InlineBytes<N> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A header value for `src` that clones without allocating.
+pub(crate) fn shared_header_value(src: &[u8]) -> Option<http::HeaderValue> {
+    match InlineBytes::<128>::new(src) {
+        Some(b) => b.into_header_value(),
+        None => http::HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(src.to_vec())).ok(),
+    }
+}

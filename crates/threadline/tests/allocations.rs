@@ -1,0 +1,131 @@
+//! Heap allocations on the hot paths, counted with an instrumented global allocator.
+//! (Its own test binary with one test, so that no other test allocates meanwhile.)
+
+use std::alloc::System;
+use std::hint::black_box;
+
+use http::{HeaderMap, HeaderValue};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+use threadline::codec::{Baggage, TraceParent};
+use threadline::{Context, Policy, Trust};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn allocations(mut f: impl FnMut()) -> usize {
+    f(); // warm-up: one-time statics, and header bytes turned shared as a server's are
+    let region = Region::new(GLOBAL);
+    f();
+    region.change().allocations
+}
+
+/// A 15-header request, values held in shared `Bytes` like hyper's parsed headers.
+fn request() -> HeaderMap {
+    let pairs = [
+        ("host", "shop.internal:8080"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("content-type", "application/json"),
+        ("content-length", "128"),
+        ("cookie", "session=abcdef0123456789"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"),
+        ("x-forwarded-for", "10.1.2.3"),
+        ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
+        ("x-tenant-id", "acme"),
+        ("x-user-id", "user-42"),
+        ("x-client", "web-checkout"),
+        (
+            "baggage",
+            "userId=alice,serverNode=DF%2028,isProduction=false",
+        ),
+    ];
+    let mut h = HeaderMap::with_capacity(16);
+    for (k, v) in pairs {
+        let shared = bytes::Bytes::from(v.as_bytes().to_vec());
+        let _ = shared.clone(); // promote to the shared representation once
+        h.insert(k, HeaderValue::from_maybe_shared(shared).unwrap());
+    }
+    h
+}
+
+#[test]
+fn hot_paths_allocate_as_documented() {
+    // traceparent decode + encode: zero allocations.
+    let tp = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let n = allocations(|| {
+        let parsed = TraceParent::decode(black_box(tp)).unwrap();
+        black_box(parsed.child().encode());
+    });
+    assert_eq!(n, 0, "traceparent decode + encode");
+
+    // baggage pass-through: validate and keep the received value, copy it out.
+    let req = request();
+    let mut out = HeaderMap::with_capacity(16);
+    let n = allocations(|| {
+        let b = Baggage::from_header(&req["baggage"], 64, 8192).unwrap();
+        out.insert("baggage", b.header_value().clone());
+    });
+    assert_eq!(n, 0, "baggage pass-through");
+
+    // baggage parse on demand: no allocation unless a value needs percent-decoding.
+    let b = Baggage::from_header(&req["baggage"], 64, 8192).unwrap();
+    let n = allocations(|| {
+        for m in b.iter() {
+            black_box((m.key(), m.raw_value(), m.properties().count()));
+        }
+    });
+    assert_eq!(n, 0, "baggage member iteration");
+
+    // capture 5 configured headers of 15 + inject into a pre-sized map: one allocation,
+    // the shared context itself.
+    let policy = Policy::builder()
+        .header("x-tenant-id")
+        .header("x-user-id")
+        .header("x-client")
+        .w3c(false)
+        .build()
+        .unwrap();
+    let mut out = HeaderMap::with_capacity(16);
+    let n = allocations(|| {
+        out.clear();
+        let c = policy.capture(&req, Trust::Trusted);
+        c.context.inject(&mut out);
+    });
+    assert_eq!(
+        out.len(),
+        5,
+        "correlation id, baggage and three custom headers forwarded"
+    );
+    assert_eq!(n, 1, "capture + inject of 5 pass-through headers");
+
+    // With W3C trace context on, the child traceparent for the call is one more
+    // allocation (a new header value must be made for each call).
+    let policy = Policy::builder()
+        .header("x-tenant-id")
+        .header("x-user-id")
+        .header("x-client")
+        .build()
+        .unwrap();
+    let n = allocations(|| {
+        out.clear();
+        let c = policy.capture(&req, Trust::Trusted);
+        c.context.inject(&mut out);
+    });
+    assert_eq!(n, 2, "context + the call's traceparent value");
+
+    // scope + current: no allocation beyond the future itself (none here: it is on the stack).
+    let ctx = policy.capture(&req, Trust::Trusted).context;
+    let n = allocations(|| {
+        let c = ctx.clone();
+        c.sync_scope(|| {
+            black_box(Context::current());
+            Context::with_current(|c| black_box(c.correlation_id().is_some()));
+        });
+    });
+    assert_eq!(n, 0, "sync scope + current");
+}
