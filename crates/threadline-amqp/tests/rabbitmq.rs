@@ -1,0 +1,496 @@
+//! Against the RabbitMQ server on 127.0.0.1:5672 (guest/guest). Each test prints a loud
+//! SKIP and returns when RabbitMQ is unreachable, unless THREADLINE_REQUIRE_SERVICES=1.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use threadline::codec::{SpanId, TraceId};
+use threadline::{Context, Policy, Trust};
+use threadline_amqp::{ChannelExt, Restorer};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+async fn connect(test: &str) -> Option<Connection> {
+    let why = match timeout(
+        Duration::from_secs(5),
+        Connection::connect(URI, ConnectionProperties::default()),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => return Some(conn),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connect timed out".to_owned(),
+    };
+    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{test}: RabbitMQ is required but unreachable on 127.0.0.1:5672: {why}");
+    }
+    eprintln!(
+        "\n*** SKIP {test}: RabbitMQ is not reachable on 127.0.0.1:5672 ({why}); \
+         set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
+    );
+    None
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}.{}.{nanos}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn policy() -> Policy {
+    Policy::builder().header("x-tenant-id").build().unwrap()
+}
+
+struct Inbound {
+    ctx: Context,
+    trace_id: TraceId,
+    parent_id: SpanId,
+}
+
+/// What an HTTP server layer would capture from an inbound request.
+fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
+    let trace_id = TraceId::random();
+    let parent_id = SpanId::random();
+    let mut req = http::HeaderMap::new();
+    req.insert("x-correlation-id", correlation_id.parse().unwrap());
+    req.insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    req.insert("x-tenant-id", tenant.parse().unwrap());
+    let captured = policy.capture(&req, Trust::Untrusted);
+    assert!(captured.report.is_empty(), "{:?}", captured.report);
+    Inbound {
+        ctx: captured.context,
+        trace_id,
+        parent_id,
+    }
+}
+
+async fn queue(channel: &Channel, name: &str) {
+    channel
+        .queue_declare(
+            ShortString::try_new(name).unwrap(),
+            QueueDeclareOptions {
+                auto_delete: false,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn consume(channel: &Channel, queue: &str) -> Consumer {
+    channel
+        .basic_consume(
+            ShortString::try_new(queue).unwrap(),
+            "threadline-test".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+}
+
+/// Ready messages left in `name` (unacknowledged ones come back once their channel
+/// closes, so close the consumer's channel first).
+async fn ready(conn: &Connection, name: &str) -> u32 {
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            ShortString::try_new(name).unwrap(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_delete(
+        ShortString::try_new(name).unwrap(),
+        QueueDeleteOptions::default(),
+    )
+    .await
+    .unwrap();
+    q.message_count()
+}
+
+fn long(s: &[u8]) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+#[tokio::test]
+async fn rabbitmq_publish_restores_context_in_handler() {
+    let Some(conn) = connect("rabbitmq_publish_restores_context_in_handler").await else {
+        return;
+    };
+    let channel = conn.create_channel().await.unwrap();
+    let name = unique("threadline.test.jobs");
+    queue(&channel, &name).await;
+    let policy = policy();
+    let inbound = inbound(&policy, "order-42", "acme");
+
+    let producer = inbound
+        .ctx
+        .clone()
+        .scope(async {
+            threadline::bind("user.id", "alice");
+            channel
+                .basic_publish_in_context(
+                    "".into(),
+                    ShortString::try_new(name.as_str()).unwrap(),
+                    BasicPublishOptions::default(),
+                    b"{\"order\":42}",
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            Context::current()
+        })
+        .await;
+
+    let mut consumer = consume(&channel, &name).await;
+    let delivery = timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let props = &delivery.properties;
+    assert_eq!(
+        props.correlation_id().as_ref().map(ShortString::as_str),
+        Some("order-42")
+    );
+    let headers = props.headers().as_ref().unwrap().inner();
+    for key in [
+        "x-correlation-id",
+        "traceparent",
+        "x-tenant-id",
+        "tl-field-user.id",
+    ] {
+        assert!(
+            matches!(headers.get(key), Some(AMQPValue::LongString(_))),
+            "{key} as a long string"
+        );
+    }
+
+    let restorer = Restorer::new(policy);
+    let consumer_ctx = restorer
+        .handle(delivery, |d| async move {
+            assert_eq!(d.data, b"{\"order\":42}");
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            Context::current()
+        })
+        .await;
+    channel.close(200, "done".into()).await.unwrap();
+    assert_eq!(ready(&conn, &name).await, 0, "acknowledged");
+
+    assert_eq!(
+        consumer_ctx.correlation_id().map(|c| c.as_str()),
+        Some("order-42")
+    );
+    let (ct, pt) = (consumer_ctx.trace().unwrap(), producer.trace().unwrap());
+    assert_eq!(ct.trace_id(), inbound.trace_id, "same trace id");
+    let parent = ct.parent_id().expect("the consumer continues the trace");
+    assert_ne!(parent, inbound.parent_id, "a new parent id");
+    assert_ne!(parent, pt.span_id());
+    assert_eq!(consumer_ctx.get("x-tenant-id"), Some("acme"));
+    assert_eq!(consumer_ctx.field("user.id"), Some("alice"));
+    assert_eq!(restorer.stats().with_rejections(), 0);
+}
+
+#[tokio::test]
+async fn rabbitmq_long_values_never_panic_and_travel_whole() {
+    let Some(conn) = connect("rabbitmq_long_values_never_panic_and_travel_whole").await else {
+        return;
+    };
+    let channel = conn.create_channel().await.unwrap();
+    let name = unique("threadline.test.long");
+    queue(&channel, &name).await;
+    // A 300-byte correlation id: over lapin's ShortString limit, within a policy that
+    // allows it.
+    let long_id = "i".repeat(300);
+    let policy = Policy::builder()
+        .header("x-tenant-id")
+        .limits(threadline::Limits {
+            correlation_id_max_len: 512,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let mut req = http::HeaderMap::new();
+    req.insert("x-correlation-id", long_id.parse().unwrap());
+    req.insert("x-tenant-id", "t".repeat(3000).parse().unwrap());
+    let ctx = policy.capture(&req, Trust::Trusted).context;
+    ctx.scope(async {
+        threadline::bind("user.id", "ü".repeat(200));
+        channel
+            .basic_publish_in_context(
+                "".into(),
+                ShortString::try_new(name.as_str()).unwrap(),
+                BasicPublishOptions::default(),
+                b"long",
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    })
+    .await;
+    let mut consumer = consume(&channel, &name).await;
+    let delivery = timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        delivery.properties.correlation_id().is_none(),
+        "too long for the property: header only"
+    );
+    let seen = threadline_amqp::handle(&policy, delivery, |d| async move {
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        Context::current()
+    })
+    .await;
+    channel.close(200, "done".into()).await.unwrap();
+    assert_eq!(ready(&conn, &name).await, 0);
+    assert_eq!(seen.correlation_id().unwrap().as_str(), long_id);
+    assert_eq!(seen.get("x-tenant-id").map(str::len), Some(3000));
+    assert_eq!(seen.field("user.id"), Some("ü".repeat(200).as_str()));
+}
+
+#[tokio::test]
+async fn rabbitmq_missing_malformed_oversized_context_still_handled_and_acked() {
+    let Some(conn) =
+        connect("rabbitmq_missing_malformed_oversized_context_still_handled_and_acked").await
+    else {
+        return;
+    };
+    let channel = conn.create_channel().await.unwrap();
+    let name = unique("threadline.test.bad");
+    queue(&channel, &name).await;
+
+    let kept_trace = TraceId::random();
+    let valid_tp = format!("00-{kept_trace}-{}-01", SpanId::random());
+    let long_id = "c".repeat(300);
+    let huge = "t".repeat(5000);
+    let table = |pairs: Vec<(&str, AMQPValue)>| {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert(ShortString::try_new(k).unwrap(), v);
+        }
+        t
+    };
+    let cases: Vec<(&str, BasicProperties)> = vec![
+        ("none", BasicProperties::default()),
+        (
+            "property only",
+            BasicProperties::default().with_correlation_id("rpc-1".into()),
+        ),
+        (
+            "malformed",
+            BasicProperties::default().with_headers(table(vec![
+                ("traceparent", long(b"00-not-a-trace-01")),
+                ("x-correlation-id", long(b"has space, and comma")),
+                ("x-tenant-id", long(b"acme")),
+                ("baggage", long(b"=broken,k=v")),
+                ("tl-field-user.id", long(b"bob")),
+            ])),
+        ),
+        (
+            "wrong type",
+            BasicProperties::default().with_headers(table(vec![
+                ("traceparent", long(valid_tp.as_bytes())),
+                ("x-tenant-id", AMQPValue::LongInt(42)),
+                (
+                    "x-correlation-id",
+                    AMQPValue::FieldTable(FieldTable::default()),
+                ),
+                ("tl-field-user.id", long(b"dave")),
+            ])),
+        ),
+        (
+            "oversized",
+            BasicProperties::default().with_headers(table(vec![
+                ("traceparent", long(valid_tp.as_bytes())),
+                ("x-correlation-id", long(long_id.as_bytes())),
+                ("x-tenant-id", long(huge.as_bytes())),
+                ("tl-field-user.id", long(b"carol")),
+            ])),
+        ),
+    ];
+    for (tag, props) in &cases {
+        channel
+            .basic_publish(
+                "".into(),
+                ShortString::try_new(name.as_str()).unwrap(),
+                BasicPublishOptions::default(),
+                tag.as_bytes(),
+                props.clone(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let restorer = Restorer::new(policy());
+    let mut consumer = consume(&channel, &name).await;
+    let mut seen: Vec<(String, Context)> = Vec::new();
+    while seen.len() < cases.len() {
+        let delivery = timeout(WAIT, consumer.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let handled = restorer
+            .handle(delivery, |d| async move {
+                d.ack(BasicAckOptions::default()).await.unwrap();
+                (
+                    String::from_utf8(d.data.clone()).unwrap(),
+                    Context::current(),
+                )
+            })
+            .await;
+        seen.push(handled);
+    }
+    channel.close(200, "done".into()).await.unwrap();
+    assert_eq!(ready(&conn, &name).await, 0, "every message acknowledged");
+    assert_eq!(seen.len(), cases.len(), "count in = count handled");
+    let stats = restorer.stats();
+    assert_eq!(stats.messages(), 5);
+    assert_eq!(stats.without_context(), 1);
+    assert_eq!(stats.with_rejections(), 3);
+
+    let ctx = |tag: &str| &seen.iter().find(|(t, _)| t == tag).unwrap().1;
+    let c = ctx("none");
+    assert!(c.correlation_id().is_some());
+    assert!(c.trace().unwrap().parent_id().is_none(), "a new trace");
+    let c = ctx("property only");
+    assert_eq!(c.correlation_id().unwrap().as_str(), "rpc-1");
+    assert!(c.trace().unwrap().parent_id().is_none());
+
+    let c = ctx("malformed");
+    assert_ne!(c.correlation_id().unwrap().as_str(), "has space, and comma");
+    assert!(
+        c.trace().unwrap().parent_id().is_none(),
+        "invalid traceparent: new trace"
+    );
+    assert_eq!(c.get("x-tenant-id"), Some("acme"), "the valid part is kept");
+    assert_eq!(c.field("user.id"), Some("bob"));
+    assert_eq!(c.baggage().map(|b| b.as_str()), Some("k=v"));
+
+    let c = ctx("wrong type");
+    assert_eq!(c.trace_id(), Some(kept_trace));
+    assert_eq!(c.get("x-tenant-id"), None, "integer dropped");
+    assert!(c.correlation_id().is_some(), "table dropped, id minted");
+    assert_eq!(c.field("user.id"), Some("dave"));
+
+    let c = ctx("oversized");
+    assert_eq!(c.trace_id(), Some(kept_trace), "valid traceparent kept");
+    assert_ne!(c.correlation_id().unwrap().as_str(), long_id);
+    assert_eq!(c.get("x-tenant-id"), None, "oversized value dropped");
+    assert_eq!(c.field("user.id"), Some("carol"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_thousand_distinct_contexts_consumed_concurrently() {
+    let Some(conn) = connect("rabbitmq_thousand_distinct_contexts_consumed_concurrently").await
+    else {
+        return;
+    };
+    const N: usize = 1000;
+    let channel = conn.create_channel().await.unwrap();
+    let name = unique("threadline.test.many");
+    queue(&channel, &name).await;
+    let policy = policy();
+
+    let mut producers = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let inbound = inbound(&policy, &format!("corr-{i}"), &format!("tenant-{i}"));
+        let channel = channel.clone();
+        let name = name.clone();
+        let payload = format!("{i} {}", inbound.trace_id);
+        producers.spawn(inbound.ctx.scope(async move {
+            threadline::bind("user.id", format!("user-{i}"));
+            tokio::task::yield_now().await;
+            channel
+                .basic_publish_in_context(
+                    "".into(),
+                    ShortString::try_new(name).unwrap(),
+                    BasicPublishOptions::default(),
+                    payload.as_bytes(),
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }));
+    }
+    while let Some(r) = timeout(WAIT, producers.join_next()).await.unwrap() {
+        r.unwrap();
+    }
+
+    let consumer_channel = conn.create_channel().await.unwrap();
+    consumer_channel
+        .basic_qos(250, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consume(&consumer_channel, &name).await;
+    let restorer = Restorer::new(policy);
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..N {
+        let delivery = timeout(WAIT, consumer.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        consumers.spawn(restorer.handle(delivery, |d| async move {
+            let payload = String::from_utf8(d.data.clone()).unwrap();
+            let (i, trace) = payload.split_once(' ').unwrap();
+            let mut ok = true;
+            for _ in 0..3 {
+                let ctx = Context::current();
+                ok &= ctx.correlation_id().unwrap().as_str() == format!("corr-{i}")
+                    && ctx.trace_id().unwrap().to_string() == trace
+                    && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
+                    && ctx.field("user.id") == Some(format!("user-{i}").as_str());
+                tokio::task::yield_now().await;
+            }
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            (i.parse::<usize>().unwrap(), ok)
+        }));
+    }
+    let mut seen = vec![false; N];
+    while let Some(r) = timeout(WAIT, consumers.join_next()).await.unwrap() {
+        let (i, ok) = r.unwrap();
+        assert!(ok, "message {i} saw a context other than its own");
+        assert!(!seen[i], "message {i} handled twice");
+        seen[i] = true;
+    }
+    consumer_channel.close(200, "done".into()).await.unwrap();
+    assert_eq!(ready(&conn, &name).await, 0, "every message acknowledged");
+    assert!(seen.iter().all(|s| *s), "every message handled");
+    assert_eq!(restorer.stats().messages(), N as u64);
+}
