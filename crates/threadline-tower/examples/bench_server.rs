@@ -1,2 +1,178 @@
-//! wip
-fn main() {}
+//! The server side of `bench/http.sh`: an axum hello-world on 127.0.0.1 with one
+//! Tokio worker (a current-thread runtime), in one of several variants.
+//!
+//! ```text
+//! bench_server <variant> <port>
+//! ```
+//!
+//! | variant | what wraps the hello-world route |
+//! |---|---|
+//! | `bare` | nothing |
+//! | `threadline` | `ThreadlineLayer` (capture, scope, echo) |
+//! | `tower-http` | tower-http `SetRequestId` + `PropagateRequestId` |
+//! | `otel` | OpenTelemetry `TraceContextPropagator` extract + attach (`from_fn`) |
+//! | `from-fn` | an empty `axum::middleware::from_fn` |
+//! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
+//! | `hop-plain` | `ThreadlineLayer`; the handler calls a keep-alive backend (hyper-util) |
+//! | `hop-propagate` | the same, with `PropagateLayer` on the client |
+//!
+//! Every variant runs under the same `tracing` subscriber (a registry with an INFO
+//! level filter), so a span is really created where one is asked for.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use http::HeaderName;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry::context::FutureExt;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use threadline::Policy;
+use threadline_tower::{PropagateLayer, Targets, ThreadlineLayer};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing_subscriber::layer::SubscriberExt;
+
+const CORRELATION: HeaderName = HeaderName::from_static("x-correlation-id");
+
+fn policy() -> Policy {
+    Policy::builder()
+        .header("x-tenant-id")
+        .build()
+        .expect("valid policy")
+}
+
+fn hello() -> Router {
+    Router::new().route("/", get(|| async { "Hello, World!" }))
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+async fn otel_mw(req: Request, next: Next) -> Response {
+    let propagator = TraceContextPropagator::new();
+    let cx = propagator.extract(&HeaderExtractor(req.headers()));
+    next.run(req).with_context(cx).await
+}
+
+async fn empty_mw(req: Request, next: Next) -> Response {
+    next.run(req).await
+}
+
+async fn serve_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("backend addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, hello()).await;
+    });
+    addr
+}
+
+async fn hop_router(propagate: bool) -> Router {
+    let backend = serve_backend().await;
+    let uri: http::Uri = format!("http://{backend}/").parse().expect("uri");
+    let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let propagating = ServiceBuilder::new()
+        .layer(PropagateLayer::new(Targets::everywhere()))
+        .service(plain.clone());
+    let handler = move || {
+        let plain = plain.clone();
+        let propagating = propagating.clone();
+        let uri = uri.clone();
+        async move {
+            let req = http::Request::get(uri)
+                .body(Full::<Bytes>::default())
+                .expect("request");
+            let resp = if propagate {
+                propagating.oneshot(req).await
+            } else {
+                plain.oneshot(req).await
+            };
+            match resp {
+                Ok(r) => match r.into_body().collect().await {
+                    Ok(b) => Ok::<_, Infallible>(Body::from(b.to_bytes())),
+                    Err(_) => Ok(Body::from("backend body error")),
+                },
+                Err(_) => Ok(Body::from("backend error")),
+            }
+        }
+    };
+    Router::new()
+        .route("/", get(handler))
+        .layer(ThreadlineLayer::new(policy()).trust_all())
+}
+
+async fn router(variant: &str) -> Option<Router> {
+    Some(match variant {
+        "bare" => hello(),
+        "threadline" => hello().layer(ThreadlineLayer::new(policy()).trust_all()),
+        "threadline-span" => hello().layer(
+            ThreadlineLayer::new(policy())
+                .trust_all()
+                .request_span(true),
+        ),
+        "tower-http" => hello().layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(CORRELATION, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(CORRELATION)),
+        ),
+        "otel" => hello().layer(middleware::from_fn(otel_mw)),
+        "from-fn" => hello().layer(middleware::from_fn(empty_mw)),
+        "hop-plain" => hop_router(false).await,
+        "hop-propagate" => hop_router(true).await,
+        _ => return None,
+    })
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(variant), Some(port)) = (args.next(), args.next()) else {
+        eprintln!("usage: bench_server <variant> <port>");
+        std::process::exit(2);
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        eprintln!("bad port {port:?}");
+        std::process::exit(2);
+    };
+    // The bench binary's own subscriber: spans are created and entered, nothing printed.
+    let subscriber = tracing_subscriber::registry().with(tracing::level_filters::LevelFilter::INFO);
+    tracing::subscriber::set_global_default(subscriber).expect("subscriber");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let Some(app) = router(&variant).await else {
+            eprintln!("unknown variant {variant:?}");
+            std::process::exit(2);
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        eprintln!(
+            "{variant} listening on {}",
+            listener.local_addr().expect("addr")
+        );
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
