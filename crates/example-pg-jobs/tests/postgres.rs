@@ -1,0 +1,309 @@
+//! Against PostgreSQL on 127.0.0.1:5432 (database `test`, user `postgres`, trust auth).
+//! Each test prints a loud SKIP and returns when PostgreSQL is unreachable, unless
+//! THREADLINE_REQUIRE_SERVICES=1.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use threadline::codec::{SpanId, TraceId};
+use threadline::{Context, Policy, Trust};
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn connect(test: &str) -> Option<PgPool> {
+    let why = match timeout(
+        Duration::from_secs(5),
+        PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect("postgres://postgres@127.0.0.1:5432/test"),
+    )
+    .await
+    {
+        Ok(Ok(pool)) => return Some(pool),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "connect timed out".to_owned(),
+    };
+    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{test}: PostgreSQL is required but unreachable on 127.0.0.1:5432: {why}");
+    }
+    eprintln!(
+        "\n*** SKIP {test}: PostgreSQL is not reachable on 127.0.0.1:5432 ({why}); \
+         set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
+    );
+    None
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000_000;
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn table(pool: &PgPool, prefix: &str) -> String {
+    let name = unique(prefix);
+    example_pg_jobs::create_table(pool, &name).await.unwrap();
+    name
+}
+
+async fn drop_table(pool: &PgPool, name: &str) -> i64 {
+    let (left,): (i64,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
+        .execute(pool)
+        .await
+        .unwrap();
+    left
+}
+
+fn policy() -> Policy {
+    Policy::builder().header("x-tenant-id").build().unwrap()
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn postgres_json_envelope_restores_context_in_handler() {
+    let Some(pool) = connect("postgres_json_envelope_restores_context_in_handler").await else {
+        return;
+    };
+    let name = table(&pool, "tl_jobs").await;
+    let policy = policy();
+    let trace_id = TraceId::random();
+    let parent_id = SpanId::random();
+    let mut req = http::HeaderMap::new();
+    req.insert("x-correlation-id", "order-42".parse().unwrap());
+    req.insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    req.insert("x-tenant-id", "acme".parse().unwrap());
+    let inbound = policy.capture(&req, Trust::Untrusted).context;
+
+    let producer = inbound
+        .scope(async {
+            threadline::bind("user.id", "alice");
+            example_pg_jobs::enqueue(&pool, &name, object(json!({"order": 42})))
+                .await
+                .unwrap();
+            Context::current()
+        })
+        .await;
+
+    // What sits in the JSONB column.
+    let (stored,): (sqlx::types::Json<Value>,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT payload FROM {name}")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let headers = &stored.0["_http_headers"];
+    assert_eq!(stored.0["order"], 42);
+    assert_eq!(headers["x-correlation-id"], "order-42");
+    assert_eq!(headers["x-tenant-id"], "acme");
+    assert_eq!(headers["tl-field-user.id"], "alice");
+
+    let jobs = example_pg_jobs::claim(&pool, &name, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let ((consumer, payload), report) = example_pg_jobs::handle(
+        &policy,
+        jobs.into_iter().next().unwrap(),
+        |job| async move { (Context::current(), job.payload) },
+    )
+    .await;
+    assert_eq!(drop_table(&pool, &name).await, 0);
+    assert!(report.is_empty());
+    assert_eq!(
+        Value::Object(payload),
+        json!({"order": 42}),
+        "envelope key removed"
+    );
+
+    assert_eq!(consumer.correlation_id().unwrap().as_str(), "order-42");
+    let ct = consumer.trace().unwrap();
+    assert_eq!(ct.trace_id(), trace_id, "same trace id");
+    let parent = ct.parent_id().unwrap();
+    assert_ne!(parent, parent_id, "a new parent id");
+    assert_ne!(parent, producer.span_id().unwrap());
+    assert_eq!(consumer.get("x-tenant-id"), Some("acme"));
+    assert_eq!(consumer.field("user.id"), Some("alice"));
+}
+
+#[tokio::test]
+async fn postgres_json_envelope_missing_malformed_oversized_context_still_handled() {
+    let Some(pool) =
+        connect("postgres_json_envelope_missing_malformed_oversized_context_still_handled").await
+    else {
+        return;
+    };
+    let name = table(&pool, "tl_bad").await;
+    let kept_trace = TraceId::random();
+    let valid_tp = format!("00-{kept_trace}-{}-01", SpanId::random());
+    let cases = [
+        json!({"tag": "none"}),
+        json!({"tag": "null key", "_http_headers": null}),
+        json!({"tag": "bad json under the key", "_http_headers": "{not an object"}),
+        json!({"tag": "malformed", "_http_headers": {
+            "traceparent": "00-not-a-trace-01",
+            "x-correlation-id": "has space, and comma",
+            "x-tenant-id": "acme",
+            "baggage": "=broken,k=v",
+            "tl-field-user.id": "bob"}}),
+        json!({"tag": "wrong types", "_http_headers": {
+            "traceparent": valid_tp,
+            "x-tenant-id": 42,
+            "x-correlation-id": {"nested": true},
+            "tl-field-user.id": "dave"}}),
+        json!({"tag": "oversized", "_http_headers": {
+            "traceparent": valid_tp,
+            "x-correlation-id": "c".repeat(300),
+            "x-tenant-id": "t".repeat(5000),
+            "tl-field-user.id": "carol"}}),
+    ];
+    for case in &cases {
+        example_pg_jobs::insert_raw(&pool, &name, object(case.clone()))
+            .await
+            .unwrap();
+    }
+    let policy = policy();
+    let jobs = example_pg_jobs::claim(&pool, &name, 100).await.unwrap();
+    let mut seen = Vec::new();
+    for job in jobs {
+        let ((tag, ctx), report) = example_pg_jobs::handle(&policy, job, |job| async move {
+            (
+                job.payload["tag"].as_str().unwrap().to_owned(),
+                Context::current(),
+            )
+        })
+        .await;
+        seen.push((tag, ctx, report.len()));
+    }
+    assert_eq!(drop_table(&pool, &name).await, 0, "nothing left behind");
+    assert_eq!(seen.len(), cases.len(), "count in = count handled");
+
+    let get = |tag: &str| seen.iter().find(|(t, _, _)| t == tag).unwrap();
+    for tag in ["none", "null key"] {
+        let (_, c, rejected) = get(tag);
+        assert_eq!(*rejected, 0);
+        assert!(
+            c.trace().unwrap().parent_id().is_none(),
+            "{tag}: a new trace"
+        );
+        assert!(c.correlation_id().is_some());
+    }
+    let (_, c, rejected) = get("bad json under the key");
+    assert_eq!(*rejected, 1, "broken envelope counted");
+    assert!(c.trace().unwrap().parent_id().is_none());
+
+    let (_, c, rejected) = get("malformed");
+    assert!(*rejected >= 3);
+    assert_ne!(c.correlation_id().unwrap().as_str(), "has space, and comma");
+    assert!(c.trace().unwrap().parent_id().is_none());
+    assert_eq!(c.get("x-tenant-id"), Some("acme"), "the valid part is kept");
+    assert_eq!(c.field("user.id"), Some("bob"));
+    assert_eq!(c.baggage().map(|b| b.as_str()), Some("k=v"));
+
+    let (_, c, rejected) = get("wrong types");
+    assert_eq!(*rejected, 2);
+    assert_eq!(c.trace_id(), Some(kept_trace));
+    assert_eq!(c.get("x-tenant-id"), None);
+    assert_eq!(c.field("user.id"), Some("dave"));
+
+    let (_, c, rejected) = get("oversized");
+    assert_eq!(*rejected, 2);
+    assert_eq!(c.trace_id(), Some(kept_trace));
+    assert_eq!(c.get("x-tenant-id"), None);
+    assert_eq!(c.field("user.id"), Some("carol"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_json_envelope_thousand_distinct_contexts_consumed_concurrently() {
+    let Some(pool) =
+        connect("postgres_json_envelope_thousand_distinct_contexts_consumed_concurrently").await
+    else {
+        return;
+    };
+    const N: usize = 1000;
+    let name = table(&pool, "tl_many").await;
+    let policy = policy();
+
+    let mut producers = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let trace_id = TraceId::random();
+        let mut req = http::HeaderMap::new();
+        req.insert("x-correlation-id", format!("corr-{i}").parse().unwrap());
+        req.insert(
+            "traceparent",
+            format!("00-{trace_id}-{}-01", SpanId::random())
+                .parse()
+                .unwrap(),
+        );
+        req.insert("x-tenant-id", format!("tenant-{i}").parse().unwrap());
+        let ctx = policy.capture(&req, Trust::Untrusted).context;
+        let pool = pool.clone();
+        let name = name.clone();
+        producers.spawn(ctx.scope(async move {
+            threadline::bind("user.id", format!("user-{i}"));
+            tokio::task::yield_now().await;
+            let job = object(json!({"i": i, "trace": trace_id.to_string()}));
+            example_pg_jobs::enqueue(&pool, &name, job).await.unwrap();
+        }));
+    }
+    while let Some(r) = timeout(WAIT, producers.join_next()).await.unwrap() {
+        r.unwrap();
+    }
+
+    let mut consumers = tokio::task::JoinSet::new();
+    loop {
+        let jobs = example_pg_jobs::claim(&pool, &name, 250).await.unwrap();
+        if jobs.is_empty() {
+            break;
+        }
+        for job in jobs {
+            let policy = policy.clone();
+            consumers.spawn(async move {
+                let (result, _) = example_pg_jobs::handle(&policy, job, |job| async move {
+                    let i = job.payload["i"].as_u64().unwrap() as usize;
+                    let trace = job.payload["trace"].as_str().unwrap().to_owned();
+                    let mut ok = true;
+                    for _ in 0..3 {
+                        let ctx = Context::current();
+                        ok &= ctx.correlation_id().unwrap().as_str() == format!("corr-{i}")
+                            && ctx.trace_id().unwrap().to_string() == trace
+                            && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
+                            && ctx.field("user.id") == Some(format!("user-{i}").as_str());
+                        tokio::task::yield_now().await;
+                    }
+                    (i, ok)
+                })
+                .await;
+                result
+            });
+        }
+    }
+    let mut seen = vec![false; N];
+    while let Some(r) = timeout(WAIT, consumers.join_next()).await.unwrap() {
+        let (i, ok) = r.unwrap();
+        assert!(ok, "job {i} saw a context other than its own");
+        assert!(!seen[i], "job {i} handled twice");
+        seen[i] = true;
+    }
+    assert_eq!(drop_table(&pool, &name).await, 0);
+    assert!(seen.iter().all(|s| *s), "every job handled");
+}
