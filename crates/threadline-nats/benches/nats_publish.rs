@@ -110,6 +110,61 @@ fn publish(c: &mut Criterion) {
     });
     group.finish();
 
+    // Same-run ratio, robust to load drifting on a shared machine: batches of each
+    // variant alternate, and the totals are compared.
+    let (mut plain, mut prebuilt_t, mut with) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    const ROUNDS: usize = 20;
+    const BATCH: usize = 2000;
+    rt.block_on(async {
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                client
+                    .publish(subject.clone(), payload.clone())
+                    .await
+                    .expect("publish");
+            }
+            client.flush().await.expect("flush");
+            plain += start.elapsed();
+
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                client
+                    .publish_with_headers(subject.clone(), prebuilt.clone(), payload.clone())
+                    .await
+                    .expect("publish");
+            }
+            client.flush().await.expect("flush");
+            prebuilt_t += start.elapsed();
+
+            with += ctx
+                .clone()
+                .scope(async {
+                    let start = Instant::now();
+                    for _ in 0..BATCH {
+                        client
+                            .publish_in_context(subject.clone(), payload.clone())
+                            .await
+                            .expect("publish");
+                    }
+                    client.flush().await.expect("flush");
+                    start.elapsed()
+                })
+                .await;
+        }
+    });
+    let per = |d: Duration| d.as_nanos() as f64 / (ROUNDS * BATCH) as f64;
+    println!(
+        "nats_publish interleaved ({ROUNDS}x{BATCH} each): without_context {:.0} ns/msg, \
+         prebuilt_headers {:.0} ns/msg, with_context {:.0} ns/msg; \
+         throughput with/without = {:.3}, with/prebuilt = {:.3}",
+        per(plain),
+        per(prebuilt_t),
+        per(with),
+        plain.as_secs_f64() / with.as_secs_f64(),
+        prebuilt_t.as_secs_f64() / with.as_secs_f64(),
+    );
+
     c.bench_function("nats_inject_only", |b| {
         b.iter(|| {
             let mut h = async_nats::HeaderMap::new();

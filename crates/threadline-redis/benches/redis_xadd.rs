@@ -93,6 +93,40 @@ fn xadd(c: &mut Criterion) {
     });
     group.finish();
 
+    // Same-run ratio, robust to load drifting on a shared machine: batches of each
+    // variant alternate, and the totals are compared.
+    let (mut plain, mut with) = (Duration::ZERO, Duration::ZERO);
+    const ROUNDS: usize = 20;
+    const BATCH: usize = 500;
+    rt.block_on(async {
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            for _ in 0..BATCH {
+                let _: String = con.xadd(&key, "*", &items).await.expect("xadd");
+            }
+            plain += start.elapsed();
+            with += ctx
+                .clone()
+                .scope(async {
+                    let start = Instant::now();
+                    for _ in 0..BATCH {
+                        let _: String = con.xadd_in_context(&key, "*", &items).await.expect("xadd");
+                    }
+                    start.elapsed()
+                })
+                .await;
+            let _: usize = con.del(&key).await.expect("del");
+        }
+    });
+    let per = |d: Duration| d.as_nanos() as f64 / (ROUNDS * BATCH) as f64;
+    println!(
+        "redis_xadd interleaved ({ROUNDS}x{BATCH} each): without_context {:.0} ns/entry, \
+         with_context {:.0} ns/entry; throughput with/without = {:.3}",
+        per(plain),
+        per(with),
+        plain.as_secs_f64() / with.as_secs_f64(),
+    );
+
     c.bench_function("redis_inject_only", |b| {
         b.iter(|| {
             let mut cmd = redis::cmd("XADD");
