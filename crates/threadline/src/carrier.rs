@@ -90,6 +90,17 @@ pub trait Injector {
 
     /// Sets `name` to `value` (only called when [`Injector::contains`] said no).
     fn set(&mut self, name: &HeaderName, value: &HeaderValue);
+
+    /// Sets `name` unless it is already set; answers whether it did. The default asks
+    /// [`Injector::contains`] then calls [`Injector::set`]; carriers that can do both in
+    /// one lookup override it.
+    fn set_if_absent(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
+        if self.contains(name) {
+            return false;
+        }
+        self.set(name, value);
+        true
+    }
 }
 
 impl Extractor for HeaderMap {
@@ -122,6 +133,16 @@ impl Injector for HeaderMap {
 
     fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
         self.insert(name.clone(), value.clone());
+    }
+
+    fn set_if_absent(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
+        match self.entry(name) {
+            http::header::Entry::Vacant(slot) => {
+                slot.insert(value.clone());
+                true
+            }
+            http::header::Entry::Occupied(_) => false,
+        }
     }
 }
 

@@ -416,8 +416,8 @@ impl Context {
         let i = &*self.inner;
         let p = &*i.policy.inner;
         let put = |carrier: &mut I, name: &HeaderName, value: &HeaderValue| {
-            if allow(name) && !carrier.contains(name) {
-                carrier.set(name, value);
+            if allow(name) {
+                carrier.set_if_absent(name, value);
             }
         };
         if let Some(id) = &i.correlation_id {

@@ -306,6 +306,8 @@ fn baggage_table() {
         ("k=%4", Err(ErrorKind::PercentEncoding), "truncated escape"),
         ("k", Err(ErrorKind::Separator), "member without ="),
         ("k=v;p q", Err(ErrorKind::Key), "bad property key"),
+        ("k=v;", Err(ErrorKind::Key), "a trailing ; needs a property"),
+        ("k=v;;p", Err(ErrorKind::Key), "empty property"),
         ("k=v\u{1}", Err(ErrorKind::InvalidChar), "control character"),
     ];
     for (input, expected, reason) in cases {

@@ -40,6 +40,17 @@ proptest! {
     }
 
     #[test]
+    fn baggage_validator_agrees_with_the_member_parser(s in "[a-c =;,%0-9\t\"]{0,40}") {
+        let strict = Baggage::validate(s.as_bytes(), 1000, 100_000);
+        let parsed: Vec<_> = Baggage::members(&s).collect();
+        let all_ok = parsed.iter().all(Result::is_ok);
+        prop_assert_eq!(strict.is_ok(), all_ok, "{:?}: {:?} vs {:?}", s, strict, parsed);
+        if let Ok(n) = strict {
+            prop_assert_eq!(n, parsed.len());
+        }
+    }
+
+    #[test]
     fn traceparent_round_trips(t in trace_id(), p in span_id(), flags in 0u8..4) {
         let tp = TraceParent::new(t, p, TraceFlags::new(flags));
         let enc = tp.encode();
