@@ -148,6 +148,129 @@ fn parse_member(raw: &str) -> Result<BaggageMember<'_>, Error> {
     })
 }
 
+const TCHAR: u8 = 1;
+const OCTET: u8 = 2;
+
+/// Character classes: RFC 7230 `tchar` and W3C `baggage-octet`.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        let tchar = matches!(b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+            | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z');
+        let octet = matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
+        t[c] = (if tchar { TCHAR } else { 0 }) | (if octet { OCTET } else { 0 });
+        c += 1;
+    }
+    t
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum St {
+    MemberStart,
+    Key,
+    AfterKey,
+    ValueStart,
+    Value,
+    AfterValue,
+    PropStart,
+    PropKey,
+    AfterPropKey,
+    PropValueStart,
+    PropValue,
+    AfterPropValue,
+}
+
+/// The single-pass validator behind [`Baggage::validate`]: the ABNF as a state machine.
+fn validate_list(b: &[u8], max_members: usize) -> Result<usize, Error> {
+    use St::*;
+    let mut st = MemberStart;
+    let mut members = 0usize;
+    let mut i = 0;
+    let end_member = |members: &mut usize| -> Result<(), Error> {
+        *members += 1;
+        if *members > max_members {
+            Err(err(ErrorKind::TooManyMembers))
+        } else {
+            Ok(())
+        }
+    };
+    while i < b.len() {
+        let c = b[i];
+        if (c < 0x20 && c != b'\t') || c >= 0x7f {
+            return Err(err(ErrorKind::InvalidChar));
+        }
+        let ows = c == b' ' || c == b'\t';
+        let class = CLASS[c as usize];
+        if c == b'%' && matches!(st, ValueStart | Value | PropValueStart | PropValue) {
+            let ok =
+                i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            if !ok {
+                return Err(err(ErrorKind::PercentEncoding));
+            }
+            st = if matches!(st, ValueStart | Value) {
+                Value
+            } else {
+                PropValue
+            };
+            i += 3;
+            continue;
+        }
+        st = match (st, c) {
+            (MemberStart, b',') => MemberStart,
+            (MemberStart, _) if ows => MemberStart,
+            (MemberStart, _) if class & TCHAR != 0 => Key,
+            (MemberStart, _) => return Err(err(ErrorKind::Key)),
+
+            (Key, b'=') | (AfterKey, b'=') => ValueStart,
+            (Key, _) if class & TCHAR != 0 => Key,
+            (Key | AfterKey, _) if ows => AfterKey,
+            (Key | AfterKey, b',' | b';') => return Err(err(ErrorKind::Separator)),
+            (Key | AfterKey, _) => return Err(err(ErrorKind::Key)),
+
+            (PropStart, b',' | b';') => return Err(err(ErrorKind::Key)),
+            (
+                ValueStart | Value | AfterValue | PropKey | AfterPropKey | PropValueStart
+                | PropValue | AfterPropValue,
+                b',',
+            ) => {
+                end_member(&mut members)?;
+                MemberStart
+            }
+            (
+                ValueStart | Value | AfterValue | PropKey | AfterPropKey | PropValueStart
+                | PropValue | AfterPropValue,
+                b';',
+            ) => PropStart,
+            (ValueStart, _) if ows => ValueStart,
+            (ValueStart | Value, _) if class & OCTET != 0 => Value,
+            (Value | AfterValue, _) if ows => AfterValue,
+            (ValueStart | Value | AfterValue, _) => return Err(err(ErrorKind::Value)),
+
+            (PropStart, _) if ows => PropStart,
+            (PropStart | PropKey, _) if class & TCHAR != 0 => PropKey,
+            (PropKey | AfterPropKey, b'=') => PropValueStart,
+            (PropKey | AfterPropKey, _) if ows => AfterPropKey,
+            (PropStart | PropKey | AfterPropKey, _) => return Err(err(ErrorKind::Key)),
+
+            (PropValueStart, _) if ows => PropValueStart,
+            (PropValueStart | PropValue, _) if class & OCTET != 0 => PropValue,
+            (PropValue | AfterPropValue, _) if ows => AfterPropValue,
+            (PropValueStart | PropValue | AfterPropValue, _) => return Err(err(ErrorKind::Value)),
+        };
+        i += 1;
+    }
+    match st {
+        MemberStart => {}
+        Key | AfterKey => return Err(err(ErrorKind::Separator)),
+        PropStart => return Err(err(ErrorKind::Key)),
+        _ => end_member(&mut members)?,
+    }
+    Ok(members)
+}
+
 /// Iterator over the members of a baggage list; each item is a member or the reason it
 /// is invalid. Empty members (stray commas) are skipped.
 #[derive(Clone, Debug)]
