@@ -19,11 +19,18 @@ use crate::policy::{B3Emit, Policy};
 /// Longest field value kept by [`Context::with_field`], in bytes.
 pub const MAX_FIELD_BYTES: usize = 4096;
 
-/// One captured header: the inbound name, the name it is forwarded under, the value.
+/// Which header a captured value belongs to: a rule of the context's policy (by index,
+/// so that capturing clones no header name), or a name met in "capture all" mode.
+#[derive(Clone, Debug)]
+pub(crate) enum HeaderKey {
+    Rule(u16),
+    Other(HeaderName),
+}
+
+/// One captured header value.
 #[derive(Clone, Debug)]
 pub(crate) struct Header {
-    pub(crate) name: HeaderName,
-    pub(crate) wire: HeaderName,
+    pub(crate) key: HeaderKey,
     pub(crate) value: HeaderValue,
 }
 
@@ -244,6 +251,17 @@ impl Context {
         }
     }
 
+    /// The inbound and outbound names of a captured header.
+    fn names_of<'a>(&'a self, h: &'a Header) -> (&'a HeaderName, &'a HeaderName) {
+        match &h.key {
+            HeaderKey::Rule(i) => {
+                let rule = &self.inner.policy.inner.rules[usize::from(*i)];
+                (&rule.name, &rule.wire)
+            }
+            HeaderKey::Other(name) => (name, name),
+        }
+    }
+
     /// The empty context: no correlation id, no trace, no fields, the default policy.
     /// What [`Context::current`] answers outside any scope. Does not allocate after the
     /// first call.
@@ -308,7 +326,7 @@ impl Context {
         self.inner
             .headers
             .iter()
-            .find(|h| h.name.as_str().eq_ignore_ascii_case(name))
+            .find(|h| self.names_of(h).0.as_str().eq_ignore_ascii_case(name))
             .and_then(|h| h.value.to_str().ok())
     }
 
@@ -317,7 +335,7 @@ impl Context {
         self.inner
             .headers
             .iter()
-            .map(|h| (&h.name, h.value.to_str().unwrap_or_default()))
+            .map(|h| (self.names_of(h).0, h.value.to_str().unwrap_or_default()))
     }
 
     /// A local field by name.
@@ -456,7 +474,7 @@ impl Context {
             put(carrier, &names::BAGGAGE, b.header_value());
         }
         for h in &i.headers {
-            put(carrier, &h.wire, &h.value);
+            put(carrier, self.names_of(h).1, &h.value);
         }
         if !i.fields.is_empty() && (carrier.kind() == CarrierKind::Message || p.fields_over_http) {
             let mut key = String::with_capacity(p.field_prefix.len() + 16);

@@ -34,7 +34,7 @@ use smallvec::SmallVec;
 
 use crate::carrier::{CarrierKind, CarrierValue, Extractor};
 use crate::codec::{self, B3, Baggage, CorrelationId, IdGenerator, TraceParent, TraceState};
-use crate::context::{Context, Field, FieldValue, Header, Inner, TraceContext};
+use crate::context::{Context, Field, FieldValue, Header, HeaderKey, Inner, TraceContext};
 use crate::names;
 
 /// Size limits applied to everything captured from a carrier.
@@ -595,7 +595,7 @@ impl PolicyBuilder {
                 default: r.default,
             });
         }
-        if rules.len() > self.limits.max_headers {
+        if rules.len() > self.limits.max_headers || rules.len() > usize::from(u16::MAX) {
             return Err(PolicyError::new(
                 "more header rules than limits.max_headers",
             ));
@@ -765,7 +765,8 @@ impl Policy {
 
         // Custom headers.
         let mut headers: SmallVec<[Header; 6]> = SmallVec::new();
-        for rule in &p.rules {
+        for (index, rule) in p.rules.iter().enumerate() {
+            let key = HeaderKey::Rule(index as u16);
             let value = match single(carrier, &rule.name) {
                 Err(()) => {
                     report.push(&rule.name, Reason::Duplicate);
@@ -788,11 +789,7 @@ impl Policy {
                             headers.len(),
                             &mut report,
                         ) {
-                            headers.push(Header {
-                                name: rule.name.clone(),
-                                wire: rule.wire.clone(),
-                                value: h,
-                            });
+                            headers.push(Header { key, value: h });
                         }
                         continue;
                     }
@@ -801,11 +798,7 @@ impl Policy {
             if let Some(h) =
                 self.accept_value(&rule.name, value, &mut total, headers.len(), &mut report)
             {
-                headers.push(Header {
-                    name: rule.name.clone(),
-                    wire: rule.wire.clone(),
-                    value: h,
-                });
+                headers.push(Header { key, value: h });
             }
         }
         if let Some(except) = &p.capture_all {
@@ -1069,7 +1062,9 @@ impl Policy {
                 || p.also_accept.contains(&name)
                 || except.contains(&name)
                 || p.rules.iter().any(|r| r.name == name)
-                || headers.iter().any(|h| h.name == name)
+                || headers
+                    .iter()
+                    .any(|h| matches!(&h.key, HeaderKey::Other(n) if *n == name))
             {
                 continue;
             }
@@ -1083,8 +1078,7 @@ impl Policy {
             };
             if let Some(h) = self.accept_value(&name, v, total, headers.len(), report) {
                 headers.push(Header {
-                    wire: name.clone(),
-                    name,
+                    key: HeaderKey::Other(name),
                     value: h,
                 });
             }

@@ -150,6 +150,8 @@ fn parse_member(raw: &str) -> Result<BaggageMember<'_>, Error> {
 
 const TCHAR: u8 = 1;
 const OCTET: u8 = 2;
+/// A `baggage-octet` other than `%`: can be skipped over inside a value.
+const PLAIN: u8 = 4;
 
 /// Character classes: RFC 7230 `tchar` and W3C `baggage-octet`.
 static CLASS: [u8; 256] = {
@@ -161,7 +163,9 @@ static CLASS: [u8; 256] = {
             b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
             | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z');
         let octet = matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e);
-        t[c] = (if tchar { TCHAR } else { 0 }) | (if octet { OCTET } else { 0 });
+        t[c] = (if tchar { TCHAR } else { 0 })
+            | (if octet { OCTET } else { 0 })
+            | (if octet && b != b'%' { PLAIN } else { 0 });
         c += 1;
     }
     t
@@ -198,6 +202,20 @@ fn validate_list(b: &[u8], max_members: usize) -> Result<usize, Error> {
         }
     };
     while i < b.len() {
+        // Fast skip over the runs of plain key and value characters.
+        let skip = match st {
+            Key | PropKey => TCHAR,
+            Value | PropValue => PLAIN,
+            _ => 0,
+        };
+        if skip != 0 {
+            while i < b.len() && CLASS[b[i] as usize] & skip != 0 {
+                i += 1;
+            }
+            if i == b.len() {
+                break;
+            }
+        }
         let c = b[i];
         if (c < 0x20 && c != b'\t') || c >= 0x7f {
             return Err(err(ErrorKind::InvalidChar));

@@ -42,9 +42,20 @@ const fn err(kind: ErrorKind) -> Error {
     Error::new(Codec::CorrelationId, kind)
 }
 
+/// Bytes allowed in a correlation id by the default rules.
+static ID_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c <= 0x7e {
+        t[c] = !matches!(c as u8, b'"' | b'\'' | b',' | b';' | b'\\' | b'`');
+        c += 1;
+    }
+    t
+};
+
 #[inline]
 fn id_char(b: u8) -> bool {
-    matches!(b, 0x21..=0x7e) && !matches!(b, b'"' | b'\'' | b',' | b';' | b'\\' | b'`')
+    ID_CHAR[b as usize]
 }
 
 impl CorrelationId {
