@@ -16,7 +16,7 @@ pub struct SpanId([u8; 8]);
 pub struct TraceFlags(u8);
 
 macro_rules! id_common {
-    ($ty:ident, $n:literal, $hex:literal) => {
+    ($ty:ident, $n:literal, $hex:literal, $random:expr) => {
         impl $ty {
             /// Builds an id from its bytes; `None` when all zeros (an invalid id).
             pub const fn from_bytes(bytes: [u8; $n]) -> Option<Self> {
@@ -37,13 +37,7 @@ macro_rules! id_common {
 
             /// A fresh random, non-zero id.
             pub fn random() -> Self {
-                loop {
-                    let mut b = [0u8; $n];
-                    fastrand::fill(&mut b);
-                    if let Some(id) = Self::from_bytes(b) {
-                        return id;
-                    }
-                }
+                $ty($random.to_be_bytes())
             }
 
             /// Lower-case hex, written into a stack buffer.
@@ -81,8 +75,8 @@ macro_rules! id_common {
     };
 }
 
-id_common!(TraceId, 16, 32);
-id_common!(SpanId, 8, 16);
+id_common!(TraceId, 16, 32, fastrand::u128(1..));
+id_common!(SpanId, 8, 16, fastrand::u64(1..));
 
 impl TraceId {
     /// Widens a 64-bit (B3) trace id to 128 bits by zero-padding on the left.
