@@ -14,6 +14,7 @@
 //! | `from-fn` | an empty `axum::middleware::from_fn` |
 //! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
 //! | `hop-plain` | `ThreadlineLayer`; the handler calls a keep-alive backend (hyper-util) |
+//! | `hop-static` | the same, the handler setting the five headers by hand (static values): the wire cost alone |
 //! | `hop-propagate` | the same, with `PropagateLayer` on the client |
 //!
 //! Every variant runs under the same `tracing` subscriber (a registry with an INFO
@@ -87,7 +88,28 @@ async fn serve_backend() -> SocketAddr {
     addr
 }
 
-async fn hop_router(propagate: bool) -> Router {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hop {
+    Plain,
+    Static,
+    Propagate,
+}
+
+const STATIC_CONTEXT: [(&str, &str); 5] = [
+    ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
+    (
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
+    ),
+    ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+    (
+        "baggage",
+        "userId=alice,serverNode=DF%2028,isProduction=false",
+    ),
+    ("x-tenant-id", "acme"),
+];
+
+async fn hop_router(hop: Hop) -> Router {
     let backend = serve_backend().await;
     let uri: http::Uri = format!("http://{backend}/").parse().expect("uri");
     let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -99,10 +121,18 @@ async fn hop_router(propagate: bool) -> Router {
         let propagating = propagating.clone();
         let uri = uri.clone();
         async move {
-            let req = http::Request::get(uri)
+            let mut req = http::Request::get(uri)
                 .body(Full::<Bytes>::default())
                 .expect("request");
-            let resp = if propagate {
+            if hop == Hop::Static {
+                for (k, v) in STATIC_CONTEXT {
+                    req.headers_mut().insert(
+                        HeaderName::from_static(k),
+                        http::HeaderValue::from_static(v),
+                    );
+                }
+            }
+            let resp = if hop == Hop::Propagate {
                 propagating.oneshot(req).await
             } else {
                 plain.oneshot(req).await
@@ -137,8 +167,9 @@ async fn router(variant: &str) -> Option<Router> {
         ),
         "otel" => hello().layer(middleware::from_fn(otel_mw)),
         "from-fn" => hello().layer(middleware::from_fn(empty_mw)),
-        "hop-plain" => hop_router(false).await,
-        "hop-propagate" => hop_router(true).await,
+        "hop-plain" => hop_router(Hop::Plain).await,
+        "hop-static" => hop_router(Hop::Static).await,
+        "hop-propagate" => hop_router(Hop::Propagate).await,
         _ => return None,
     })
 }

@@ -27,7 +27,7 @@
 //! inbound.insert("x-tenant-id", "acme".parse().unwrap());
 //! let ctx = policy.capture(&inbound, Trust::Trusted).context;
 //!
-//! let sent: HeaderMap = ctx.scope(async {
+//! let sent: HeaderMap = ctx.clone().scope(async {
 //!     let req = Request::get("http://orders.internal/x").body(()).unwrap();
 //!     client.clone().oneshot(req).await.unwrap().into_body()
 //! }).await;

@@ -1,0 +1,140 @@
+//! In-process cost of the layers per request, without sockets: a hello-world
+//! `service_fn` bare, behind `ThreadlineLayer`, behind an empty `map_request` (the
+//! plumbing floor), and `PropagateLayer` on a client stand-in. Five context headers per
+//! request, as in `bench/http.sh`. Ratios against `bare` from the same run matter, not
+//! absolute times.
+//!
+//! ```text
+//! cargo bench -p threadline-tower --bench layers
+//! ```
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_main};
+use http::{HeaderMap, Request, Response};
+use threadline::{Context, Policy};
+use threadline_tower::{PropagateLayer, Targets, ThreadlineLayer};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "x-correlation-id",
+        "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3".parse().unwrap(),
+    );
+    h.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    h.insert(
+        "tracestate",
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".parse().unwrap(),
+    );
+    h.insert(
+        "baggage",
+        "userId=alice,serverNode=DF%2028,isProduction=false"
+            .parse()
+            .unwrap(),
+    );
+    h.insert("x-tenant-id", "acme".parse().unwrap());
+    h.insert("host", "127.0.0.1:8080".parse().unwrap());
+    h.insert("user-agent", "wrk".parse().unwrap());
+    h
+}
+
+fn request(h: &HeaderMap) -> Request<()> {
+    let mut r = Request::new(());
+    *r.headers_mut() = h.clone();
+    r
+}
+
+async fn hello(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("Hello, World!"))
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let h = headers();
+    let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+    let mut g = c.benchmark_group("server");
+
+    g.bench_function("capture only", |b| {
+        b.iter(|| {
+            policy
+                .capture(black_box(&h), threadline::Trust::Trusted)
+                .context
+        })
+    });
+    let mut bare = service_fn(hello);
+    g.bench_function("bare", |b| {
+        b.iter(|| rt.block_on(bare.call(request(black_box(&h)))).unwrap())
+    });
+    let mut empty = ServiceBuilder::new()
+        .map_request(|r: Request<()>| r)
+        .service(service_fn(hello));
+    g.bench_function("empty map_request", |b| {
+        b.iter(|| rt.block_on(empty.call(request(black_box(&h)))).unwrap())
+    });
+    let mut tl = ServiceBuilder::new()
+        .layer(ThreadlineLayer::new(policy.clone()).trust_all())
+        .service(service_fn(hello));
+    g.bench_function("threadline", |b| {
+        b.iter(|| rt.block_on(tl.call(request(black_box(&h)))).unwrap())
+    });
+    let mut span = ServiceBuilder::new()
+        .layer(
+            ThreadlineLayer::new(policy.clone())
+                .trust_all()
+                .request_span(true),
+        )
+        .service(service_fn(hello));
+    g.bench_function("threadline + span (no subscriber)", |b| {
+        b.iter(|| rt.block_on(span.call(request(black_box(&h)))).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("client");
+    let ctx: Context = policy.capture(&h, threadline::Trust::Trusted).context;
+    let send = |r: Request<()>| async move { Ok::<_, Infallible>(r.headers().len()) };
+    let mut plain = service_fn(send);
+    g.bench_function("plain", |b| {
+        b.iter(|| {
+            rt.block_on(ctx.clone().scope(async {
+                plain
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(Request::get("http://a.internal/").body(()).unwrap())
+                    .await
+            }))
+            .unwrap()
+        })
+    });
+    let mut prop = ServiceBuilder::new()
+        .layer(PropagateLayer::new(Targets::everywhere()))
+        .service(service_fn(send));
+    g.bench_function("propagate", |b| {
+        b.iter(|| {
+            rt.block_on(ctx.clone().scope(async {
+                prop.ready()
+                    .await
+                    .unwrap()
+                    .call(Request::get("http://a.internal/").body(()).unwrap())
+                    .await
+            }))
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+#[allow(missing_docs)]
+mod groups {
+    criterion::criterion_group!(benches, super::bench);
+}
+criterion_main!(groups::benches);
