@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod demo;
 mod inspect;
+
+use threadline_cli::demo;
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,254 @@
+//! Logs of the demo: every event goes to stdout (text or JSON, with the context fields
+//! of `threadline_tracing`) and to the journey store that feeds the journey pages.
+//!
+//! JSON lines look like this (one object per line):
+//!
+//! ```text
+//! {"timestamp":"…","level":"INFO","message":"order received","item":"Kettle",
+//!  "correlation_id":"order-7","trace_id":"4bf9…","span_id":"a1b2…","parent_id":"00f0…",
+//!  "service":"store","tenant_id":"acme","user.id":"alice"}
+//! ```
+
+use std::io::IsTerminal;
+
+use clap::ValueEnum;
+use threadline::Context;
+use threadline_tracing::{ContextFields, ContextFormat};
+use tracing_core::field::{Field, Visit};
+use tracing_core::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+
+use super::journey::{JourneyEvent, Journeys, now_micros};
+
+/// How log lines are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event, the context fields at the end.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The context fields on every line: correlation id, trace id, span id, the caller's
+/// span as `parent_id`, the tenant (the authenticated `tenant.id` field, or the
+/// `x-tenant-id` header), and every bound field (`service`, `user.id`, `task`).
+pub fn context_fields() -> ContextFields {
+    ContextFields::new()
+        .with_parent_id("parent_id")
+        .field("tenant.id", "tenant_id")
+}
+
+/// Which events reach stdout: the demo's and threadline's own at `level`, other crates'
+/// (hyper, lapin, async-nats, redis) from warnings up.
+fn stdout_filter(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_target("threadline", level)
+        .with_default(LevelFilter::WARN.min(level))
+}
+
+/// Which events reach the journey store: the demo's and threadline's down to debug.
+fn journey_filter() -> Targets {
+    Targets::new()
+        .with_target("threadline", LevelFilter::DEBUG)
+        .with_default(LevelFilter::WARN)
+}
+
+/// Stdout, with colours when it is a terminal.
+#[derive(Clone, Copy, Debug)]
+pub struct Stdout {
+    ansi: bool,
+}
+
+impl Stdout {
+    /// Colours when stdout is a terminal.
+    pub fn detect() -> Self {
+        Stdout {
+            ansi: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stdout {
+    type Writer = std::io::Stdout;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        std::io::stdout()
+    }
+}
+
+/// Something log lines can be written to, and whether it shows colours.
+pub trait LogWriter: for<'a> MakeWriter<'a> + Send + Sync + 'static {
+    /// Whether ANSI colours are wanted.
+    fn ansi(&self) -> bool {
+        false
+    }
+}
+
+impl LogWriter for Stdout {
+    fn ansi(&self) -> bool {
+        self.ansi
+    }
+}
+
+impl<W> LogWriter for std::sync::Mutex<W> where W: std::io::Write + Send + 'static {}
+
+/// The whole logging set-up of the demo as one dispatcher: stdout in `format` at
+/// `level`, plus the [`JourneyLayer`] feeding `journeys`. The binary installs it
+/// globally; tests set it per runtime.
+pub fn dispatch<W: LogWriter>(
+    format: LogFormat,
+    level: LevelFilter,
+    writer: W,
+    journeys: Journeys,
+) -> tracing::Dispatch {
+    let ansi = writer.ansi();
+    let registry = tracing_subscriber::registry()
+        .with(JourneyLayer::new(journeys).with_filter(journey_filter()));
+    match format {
+        LogFormat::Text => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(ansi)
+                .with_target(false)
+                .event_format(
+                    ContextFormat::new(
+                        tracing_subscriber::fmt::format()
+                            .compact()
+                            .with_target(false),
+                    )
+                    .fields(context_fields()),
+                )
+                .with_writer(writer)
+                .with_filter(stdout_filter(level));
+            tracing::Dispatch::new(registry.with(layer))
+        }
+        LogFormat::Json => {
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .event_format(
+                    ContextFormat::new(
+                        tracing_subscriber::fmt::format()
+                            .json()
+                            .flatten_event(true)
+                            .with_current_span(false)
+                            .with_span_list(false)
+                            .with_target(false),
+                    )
+                    .fields(context_fields()),
+                )
+                .with_writer(writer)
+                .with_filter(stdout_filter(level));
+            tracing::Dispatch::new(registry.with(layer))
+        }
+    }
+}
+
+/// A `tracing` layer that records every event emitted inside a threadline scope, with
+/// the context it ran in, into [`Journeys`] (keyed by correlation id).
+#[derive(Clone, Debug)]
+pub struct JourneyLayer {
+    journeys: Journeys,
+}
+
+impl JourneyLayer {
+    /// A layer recording into `journeys`.
+    pub fn new(journeys: Journeys) -> Self {
+        JourneyLayer { journeys }
+    }
+}
+
+impl<S> Layer<S> for JourneyLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_event(&self, event: &Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let recorded = Context::with_current(|ctx| {
+            let correlation_id = ctx.correlation_id()?.as_str().to_owned();
+            let trace = ctx.trace();
+            Some(JourneyEvent {
+                seq: 0,
+                at_us: now_micros(),
+                level: level_name(*event.metadata().level()).to_owned(),
+                service: ctx.field("service").unwrap_or("-").to_owned(),
+                task: ctx.field("task").map(str::to_owned),
+                message: String::new(),
+                correlation_id,
+                trace_id: trace.map(|t| t.trace_id().to_string()),
+                span_id: trace.map(|t| t.span_id().to_string()),
+                parent_id: trace.and_then(|t| t.parent_id()).map(|p| p.to_string()),
+                tenant_id: ctx
+                    .field("tenant.id")
+                    .or_else(|| ctx.get(super::TENANT_HEADER))
+                    .map(str::to_owned),
+                user_id: ctx.field("user.id").map(str::to_owned),
+                call_id: None,
+                destination: None,
+                fields: Vec::new(),
+            })
+        })
+        .flatten();
+        let Some(mut rec) = recorded else { return };
+        let mut visitor = Fields { rec: &mut rec };
+        event.record(&mut visitor);
+        self.journeys.record(rec);
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "TRACE",
+    }
+}
+
+/// Longest value kept per event field in the journey store.
+const MAX_VALUE: usize = 512;
+
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_VALUE {
+        let mut end = MAX_VALUE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+struct Fields<'a> {
+    rec: &'a mut JourneyEvent,
+}
+
+impl Fields<'_> {
+    fn put(&mut self, field: &Field, value: String) {
+        let value = clip(value);
+        match field.name() {
+            "message" => self.rec.message = value,
+            "call_id" => self.rec.call_id = Some(value),
+            "destination" => self.rec.destination = Some(value),
+            name if name.starts_with("log.") => {}
+            name => {
+                if self.rec.fields.len() < 16 {
+                    self.rec.fields.push((name.to_owned(), value));
+                }
+            }
+        }
+    }
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, format!("{value:?}"));
+    }
+}

@@ -1,0 +1,542 @@
+//! The store: the order form, the order flow, and the journey pages.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /orders/new` | the order form (item, quantity, tenant) |
+//! | `POST /orders` | form-encoded order: authenticate, call the warehouse, show the outcome (`Accept: application/json` for JSON) |
+//! | `GET /journeys` | recent journeys (HTML, or JSON with `Accept: application/json`) |
+//! | `GET /journeys/{correlation_id}` | one journey: timeline per service and hop tree (HTML or JSON) |
+//!
+//! The store is wrapped in [`ThreadlineLayer`] (trusting loopback callers unless
+//! `--untrusted`), a middleware binds `service=store`, and the warehouse is called
+//! through hyper-util's client wrapped in [`PropagateLayer`], with a small layer inside
+//! it ([`CallLogLayer`]) that logs the parent id each call carries.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use threadline::codec::TraceParent;
+use threadline::{Context, Policy};
+use threadline_tower::{
+    Grant, Propagate, PropagateLayer, Target, Targets, ThreadlineLayer, TrustPolicy,
+};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::html::{self, esc};
+use super::journey::{self, Journeys};
+use super::{Stats, TENANT_HEADER};
+
+/// Who the demo's "authentication" says the caller is.
+pub const DEMO_USER: &str = "alice";
+/// The largest form body accepted.
+const BODY_LIMIT: usize = 16 * 1024;
+/// How long the warehouse may take.
+const WAREHOUSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type HttpClient = Propagate<CallLog<Client<HttpConnector, Full<Bytes>>>>;
+
+/// What the store needs.
+#[derive(Clone)]
+pub struct State {
+    policy: Policy,
+    untrusted: bool,
+    stats: Arc<Stats>,
+    journeys: Journeys,
+    warehouse_url: String,
+    broker: String,
+    client: HttpClient,
+}
+
+impl State {
+    /// The store's state; `warehouse` is where the warehouse listens.
+    pub fn new(
+        policy: Policy,
+        untrusted: bool,
+        stats: Arc<Stats>,
+        journeys: Journeys,
+        warehouse: SocketAddr,
+        broker: String,
+    ) -> anyhow::Result<Self> {
+        // The warehouse gets the context (and the two fields the store bound); any
+        // other destination would get nothing.
+        let grant = Grant::only([
+            policy.correlation_header().as_str(),
+            "traceparent",
+            "tracestate",
+            "baggage",
+            TENANT_HEADER,
+            &format!("{}user.id", policy.field_prefix()),
+            &format!("{}tenant.id", policy.field_prefix()),
+        ]);
+        let targets = Targets::new().grant(
+            Target::host(&warehouse.ip().to_string()).port(warehouse.port()),
+            grant,
+        );
+        let client = ServiceBuilder::new()
+            .layer(PropagateLayer::new(targets))
+            .layer(CallLogLayer)
+            .service(Client::builder(TokioExecutor::new()).build_http());
+        Ok(State {
+            policy,
+            untrusted,
+            stats,
+            journeys,
+            warehouse_url: super::warehouse::url(warehouse),
+            broker,
+            client,
+        })
+    }
+}
+
+/// The store's router, with its layers.
+pub fn router(state: State) -> Router {
+    let trust = if state.untrusted {
+        TrustPolicy::never()
+    } else {
+        super::warehouse::loopback()
+    };
+    let layer = ThreadlineLayer::new(state.policy.clone()).trust(trust);
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/orders/new") }))
+        .route("/orders/new", get(order_form))
+        .route(
+            "/orders",
+            get(|| async { Redirect::to("/orders/new") }).post(place_order),
+        )
+        .route("/journeys", get(journey_list))
+        .route("/journeys/{correlation_id}", get(journey_page))
+        .fallback(not_found)
+        .with_state(Arc::new(state))
+        .layer(middleware::from_fn(bind_service))
+        .layer(layer)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+async fn bind_service(req: Request, next: Next) -> Response {
+    threadline::bind("service", "store");
+    next.run(req).await
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"))
+}
+
+async fn not_found() -> Response {
+    let body = r#"<section class="card"><h2>Not found</h2><p>Try the <a href="/orders/new">order form</a> or the <a href="/journeys">journeys</a>.</p></section>"#;
+    (StatusCode::NOT_FOUND, Html(html::page("Not found", body))).into_response()
+}
+
+/// The values of the form, as typed (for showing it again).
+#[derive(Clone, Debug, Default)]
+struct FormValues {
+    item: String,
+    quantity: String,
+    tenant: String,
+}
+
+#[derive(Clone, Debug)]
+struct Order {
+    item: String,
+    quantity: u32,
+    tenant: String,
+}
+
+fn form_page(values: &FormValues, errors: &[String], untrusted: bool, broker: &str) -> String {
+    let mut b = String::new();
+    b.push_str(r#"<section class="hero"><h1>Place an order</h1><p class="meta"><span>The store calls the warehouse over HTTP, the warehouse queues a shipping job for the worker. One correlation id follows it all.</span></p></section><section class="card">"#);
+    if !errors.is_empty() {
+        b.push_str(r#"<div class="errors" id="errors"><b>Please fix:</b><ul>"#);
+        for e in errors {
+            let _ = write!(b, "<li>{}</li>", esc(e));
+        }
+        b.push_str("</ul></div>");
+    }
+    let _ = write!(
+        b,
+        r#"<form class="order" method="post" action="/orders">
+<label>Item<input id="item" name="item" value="{item}" maxlength="80" placeholder="Kettle" required></label>
+<label>Quantity<input id="quantity" name="quantity" value="{qty}" inputmode="numeric" maxlength="3" required></label>
+<label>Tenant<input id="tenant" name="tenant" value="{tenant}" maxlength="64" placeholder="acme" required></label>
+<div class="actions"><button id="place" type="submit">Place order</button><span>Items starting with <b>F</b> are out of stock: try one to see a failure.</span></div>
+</form></section>
+<section class="card"><h2>What happens</h2><div class="flow"><span class="chip lane-store">store</span>→ HTTP + traceparent →<span class="chip lane-warehouse">warehouse</span>→ {broker} →<span class="chip lane-worker">worker</span><span>and an audit task spawned in the warehouse</span></div>
+<p class="foot">{trust}</p></section>"#,
+        item = esc(&values.item),
+        qty = esc(&values.quantity),
+        tenant = esc(&values.tenant),
+        broker = esc(broker),
+        trust = if untrusted {
+            "This store runs with --untrusted: your correlation id, trace and tenant header are replaced at the edge."
+        } else {
+            "Callers on 127.0.0.1 are trusted: an X-Correlation-Id or traceparent you send is kept."
+        },
+    );
+    html::page("New order", &b)
+}
+
+async fn order_form(axum::extract::State(state): axum::extract::State<Arc<State>>) -> Html<String> {
+    let values = FormValues {
+        item: "Kettle".into(),
+        quantity: "1".into(),
+        tenant: "acme".into(),
+    };
+    Html(form_page(&values, &[], state.untrusted, &state.broker))
+}
+
+/// Parses and checks the form; every problem named.
+fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
+    let mut values = FormValues::default();
+    let mut seen = (false, false, false);
+    let mut errors = Vec::new();
+    if body.len() > BODY_LIMIT {
+        errors.push("the form is too large".to_owned());
+        return (values, Err(errors));
+    }
+    for (k, v) in form_urlencoded::parse(body) {
+        let slot = match k.as_ref() {
+            "item" => (&mut values.item, &mut seen.0),
+            "quantity" => (&mut values.quantity, &mut seen.1),
+            "tenant" => (&mut values.tenant, &mut seen.2),
+            _ => continue,
+        };
+        if *slot.1 {
+            errors.push(format!("the field {k} was sent twice"));
+        }
+        *slot.1 = true;
+        // Keep what is shown again bounded.
+        *slot.0 = v.chars().take(200).collect();
+    }
+    let item = values.item.trim().to_owned();
+    if !seen.0 || item.is_empty() {
+        errors.push("item is missing".into());
+    } else if item.chars().count() > 80 {
+        errors.push("item is longer than 80 characters".into());
+    } else if item.chars().any(char::is_control) {
+        errors.push("item contains control characters".into());
+    }
+    let quantity = match values.quantity.trim().parse::<u32>() {
+        Ok(q) if (1..=999).contains(&q) => Some(q),
+        _ => {
+            errors.push("quantity must be a whole number from 1 to 999".into());
+            None
+        }
+    };
+    let tenant = values.tenant.trim().to_owned();
+    if tenant.is_empty()
+        || tenant.len() > 64
+        || !tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        errors.push("tenant must be 1 to 64 letters, digits, '-', '_' or '.'".into());
+    }
+    match (errors.is_empty(), quantity) {
+        (true, Some(quantity)) => (
+            values,
+            Ok(Order {
+                item,
+                quantity,
+                tenant,
+            }),
+        ),
+        _ => (values, Err(errors)),
+    }
+}
+
+enum Outcome {
+    Accepted { order_id: u64 },
+    Rejected { reason: String },
+    Failed { reason: String },
+}
+
+async fn place_order(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json = wants_json(&headers);
+    let correlation_id = Context::current()
+        .correlation_id()
+        .map(|c| c.as_str().to_owned())
+        .unwrap_or_default();
+    let (values, parsed) = parse_form(&body);
+    let order = match parsed {
+        Ok(o) => o,
+        Err(errors) => {
+            Stats::bump(&state.stats.invalid);
+            tracing::warn!(problems = %errors.join("; "), "order form refused");
+            return if json {
+                (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "status": "invalid", "errors": errors, "correlation_id": correlation_id })),
+                )
+                    .into_response()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    Html(form_page(&values, &errors, state.untrusted, &state.broker)),
+                )
+                    .into_response()
+            };
+        }
+    };
+    Stats::bump(&state.stats.orders);
+    tracing::info!(item = %order.item, quantity = order.quantity, "order received");
+
+    // "Authentication": the demo user, in the tenant the form names.
+    threadline::bind("user.id", DEMO_USER);
+    threadline::bind("tenant.id", order.tenant.clone());
+    tracing::info!("user authenticated");
+
+    let outcome = call_warehouse(&state, &order).await;
+    let (status, label) = match &outcome {
+        Outcome::Accepted { order_id } => {
+            Stats::bump(&state.stats.accepted);
+            tracing::info!(order_id, "order accepted by the warehouse");
+            (StatusCode::OK, "accepted")
+        }
+        Outcome::Rejected { reason } => {
+            Stats::bump(&state.stats.rejected);
+            tracing::warn!(reason = %reason, "order rejected by the warehouse");
+            (StatusCode::UNPROCESSABLE_ENTITY, "rejected")
+        }
+        Outcome::Failed { reason } => {
+            Stats::bump(&state.stats.failed);
+            tracing::error!(reason = %reason, "order failed");
+            (StatusCode::BAD_GATEWAY, "failed")
+        }
+    };
+    let journey_url = format!("/journeys/{}", html::path_segment(&correlation_id));
+    if json {
+        let (order_id, reason) = match &outcome {
+            Outcome::Accepted { order_id } => (Some(*order_id), None),
+            Outcome::Rejected { reason } | Outcome::Failed { reason } => {
+                (None, Some(reason.clone()))
+            }
+        };
+        return (
+            status,
+            Json(json!({
+                "status": label,
+                "order_id": order_id,
+                "reason": reason,
+                "correlation_id": correlation_id,
+                "journey": journey_url,
+            })),
+        )
+            .into_response();
+    }
+    let (class, icon, title, detail) = match &outcome {
+        Outcome::Accepted { order_id } => (
+            "ok",
+            "✓",
+            format!("Order #{order_id} accepted"),
+            format!(
+                "{} × {} for tenant {}: the warehouse queued a shipping job and the worker picks it up now.",
+                order.quantity,
+                esc(&order.item),
+                esc(&order.tenant)
+            ),
+        ),
+        Outcome::Rejected { reason } => (
+            "warn",
+            "!",
+            "The warehouse rejected the order".to_owned(),
+            esc(reason),
+        ),
+        Outcome::Failed { reason } => ("error", "×", "The order failed".to_owned(), esc(reason)),
+    };
+    let body = format!(
+        r#"<section class="card outcome {class}" id="outcome" data-status="{label}"><div class="big">{icon}</div><div><h2>{title}</h2><p>{detail}</p>
+<p class="meta"><span>correlation id <code class="cid" id="correlation-id">{cid}</code></span></p>
+<p><a class="button" id="journey-link" href="{journey}">Follow its journey</a> <a href="/orders/new">Place another order</a></p></div></section>"#,
+        title = esc(&title),
+        cid = esc(&correlation_id),
+        journey = esc(&journey_url),
+    );
+    (status, Html(html::page("Order", &body))).into_response()
+}
+
+async fn call_warehouse(state: &State, order: &Order) -> Outcome {
+    let payload = json!({ "item": order.item, "quantity": order.quantity }).to_string();
+    let req = match http::Request::post(&state.warehouse_url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(TENANT_HEADER, order.tenant.as_str())
+        .body(Full::new(Bytes::from(payload)))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Failed {
+                reason: format!("could not build the warehouse request: {e}"),
+            };
+        }
+    };
+    tracing::info!(warehouse = %state.warehouse_url, "asking the warehouse to create the order");
+    let call = async {
+        let resp = state.client.clone().oneshot(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+    };
+    let (status, body) = match tokio::time::timeout(WAREHOUSE_TIMEOUT, call).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return Outcome::Failed {
+                reason: format!("the warehouse is unreachable: {e}"),
+            };
+        }
+        Err(_) => {
+            return Outcome::Failed {
+                reason: "the warehouse did not answer in time".into(),
+            };
+        }
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let reason = answer["error"]
+        .as_str()
+        .unwrap_or("no reason given")
+        .to_owned();
+    match status {
+        StatusCode::CREATED | StatusCode::OK => match answer["order_id"].as_u64() {
+            Some(order_id) => Outcome::Accepted { order_id },
+            None => Outcome::Failed {
+                reason: "the warehouse answered without an order number".into(),
+            },
+        },
+        StatusCode::UNPROCESSABLE_ENTITY => Outcome::Rejected { reason },
+        s => Outcome::Failed {
+            reason: format!("the warehouse answered {s}: {reason}"),
+        },
+    }
+}
+
+async fn journey_list(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: HeaderMap,
+) -> Response {
+    let list = state.journeys.list();
+    if wants_json(&headers) {
+        return Json(json!({ "journeys": list })).into_response();
+    }
+    Html(journey::render_list(&list)).into_response()
+}
+
+async fn journey_page(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let json = wants_json(&headers);
+    match state.journeys.get(&id) {
+        Some(view) if json => Json(view).into_response(),
+        Some(view) => Html(journey::render_journey(&view)).into_response(),
+        None if json => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no journey with this correlation id is kept", "correlation_id": id })),
+        )
+            .into_response(),
+        None => {
+            let body = format!(
+                r#"<section class="card"><h2>No journey for <code>{}</code></h2><p>It may be older than the last {} journeys, or nothing was logged under it yet. See <a href="/journeys">recent journeys</a>.</p></section>"#,
+                esc(&id),
+                journey::MAX_JOURNEYS
+            );
+            (StatusCode::NOT_FOUND, Html(html::page("No journey", &body))).into_response()
+        }
+    }
+}
+
+/// Logs each outgoing HTTP call with the parent id its `traceparent` carries
+/// (`call_id`) and its destination, so the journey can link the callee's hop to this
+/// one. Goes *inside* [`PropagateLayer`]: it sees the request after injection.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallLogLayer;
+
+impl<S> Layer<S> for CallLogLayer {
+    type Service = CallLog<S>;
+
+    fn layer(&self, inner: S) -> CallLog<S> {
+        CallLog { inner }
+    }
+}
+
+/// The service made by [`CallLogLayer`].
+#[derive(Clone, Debug)]
+pub struct CallLog<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for CallLog<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskCx<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let call_id = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| TraceParent::decode(v.as_bytes()).ok())
+            .map(|tp| tp.parent_id().to_string());
+        tracing::debug!(
+            call_id = %call_id.as_deref().unwrap_or("-"),
+            destination = %format!("{} {}", req.method(), req.uri()),
+            "outgoing HTTP call"
+        );
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_parsing_names_every_problem() {
+        let (_, ok) = parse_form(b"item=Kettle&quantity=2&tenant=acme");
+        let ok = ok.unwrap();
+        assert_eq!(
+            (ok.item.as_str(), ok.quantity, ok.tenant.as_str()),
+            ("Kettle", 2, "acme")
+        );
+
+        let (_, bad) = parse_form(b"item=ev%07il%0Aline&quantity=abc&tenant=a%20b");
+        let errors = bad.unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+
+        let (_, dup) = parse_form(b"item=a&item=b&quantity=1&tenant=t");
+        assert!(dup.unwrap_err()[0].contains("twice"));
+
+        let huge = format!("item={}&quantity=1&tenant=t", "x".repeat(100));
+        assert!(parse_form(huge.as_bytes()).1.is_err());
+        let (values, missing) = parse_form(b"\xff\xfe=\xff");
+        assert!(missing.is_err());
+        assert!(values.item.is_empty());
+    }
+}
