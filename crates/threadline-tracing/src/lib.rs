@@ -1,0 +1,155 @@
+//! Every `tracing` event emitted while a [`threadline::Context`] is current carries
+//! that context: the correlation id, the trace id, the hop's span id, the captured
+//! header fields (`tenant_id` from `x-tenant-id`) and every field bound with
+//! [`threadline::bind`] (`user.id`, `project.id`) — in the handler, deep in nested
+//! calls, in tasks started with [`threadline::spawn`], in
+//! [`threadline::spawn_blocking`] closures and in broker consumers once they restored
+//! the context. Nobody passes ids to log calls again.
+//!
+//! It is one addition to a `tracing_subscriber` setup: [`ContextFormat`] wraps the
+//! event formatter of `tracing_subscriber::fmt` (text, compact, pretty or JSON) and
+//! reads the current context at event time, by reference.
+//!
+//! # Text
+//!
+//! ```
+//! use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+//! use threadline::{Policy, Trust};
+//! use threadline_tracing::ContextFormat;
+//! # use std::sync::{Arc, Mutex};
+//! # #[derive(Clone, Default)] struct Buf(Arc<Mutex<Vec<u8>>>);
+//! # impl std::io::Write for Buf {
+//! #     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().extend_from_slice(b); Ok(b.len()) }
+//! #     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+//! # }
+//! # let buf = Buf::default(); let out = buf.clone();
+//!
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(EnvFilter::new("info"))
+//!     .with(fmt::layer()
+//!         // Any of tracing-subscriber's formats, with its options, wrapped:
+//!         .event_format(ContextFormat::new(fmt::format().compact().without_time()))
+//! #       .with_ansi(false).with_writer(move || buf.clone())
+//!     );
+//! let _guard = tracing::subscriber::set_default(subscriber);
+//!
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let mut request = http::HeaderMap::new();
+//! request.insert("x-correlation-id", "req-7".parse().unwrap());
+//! request.insert("x-tenant-id", "acme".parse().unwrap());
+//! let ctx = policy.capture(&request, Trust::Trusted).context;
+//!
+//! ctx.sync_scope(|| {
+//!     threadline::bind("user.id", "alice");
+//!     tracing::info!(order = 7, "saved");
+//! });
+//! # let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+//! # assert!(line.contains(" correlation_id=req-7 trace_id="), "{line}");
+//! # assert!(line.trim_end().ends_with(" tenant_id=acme user.id=alice"), "{line}");
+//! //  INFO rust_out: saved order=7 correlation_id=req-7 trace_id=… span_id=… tenant_id=acme user.id=alice
+//! ```
+//!
+//! # JSON
+//!
+//! ```
+//! use tracing_subscriber::{fmt, prelude::*};
+//! use threadline::Policy;
+//! # use std::sync::{Arc, Mutex};
+//! # #[derive(Clone, Default)] struct Buf(Arc<Mutex<Vec<u8>>>);
+//! # impl std::io::Write for Buf {
+//! #     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> { self.0.lock().unwrap().extend_from_slice(b); Ok(b.len()) }
+//! #     fn flush(&mut self) -> std::io::Result<()> { Ok(()) }
+//! # }
+//! # let buf = Buf::default(); let out = buf.clone();
+//!
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(threadline_tracing::json_layer()
+//! #       .with_writer(move || buf.clone())
+//!     );
+//! let _guard = tracing::subscriber::set_default(subscriber);
+//!
+//! let ctx = Policy::default().new_root();
+//! ctx.clone().sync_scope(|| tracing::warn!(attempt = 3, "retrying"));
+//!
+//! # let line = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+//! let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+//! assert_eq!(event["fields"]["message"], "retrying");
+//! assert_eq!(event["correlation_id"], ctx.correlation_id().unwrap().as_str());
+//! assert_eq!(event["trace_id"], ctx.trace_id().unwrap().to_string());
+//! ```
+//!
+//! Names, header mapping, redaction and nesting under one key are set with
+//! [`ContextFields`]. Values are escaped so that nothing — not a header value, not a
+//! bound field, not an event message — can start a second output line: see
+//! [`sanitize`].
+//!
+//! Users of the `log` crate get the same fields: install `tracing_log::LogTracer` and
+//! their records become `tracing` events formatted by the same layer.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `ansi` | yes | colours, and [`ContextFormat::pretty`] (tracing-subscriber's `ansi` feature) |
+//! | `json` | yes | [`ContextFormat::json`] and [`json_layer`] (tracing-subscriber's JSON formatter) |
+//! | `opentelemetry` | no | ids from the current OpenTelemetry span in logs, and [`otel`] helpers that make threadline's `traceparent` and `tracing-opentelemetry`'s spans agree |
+//! | `axum` | no | [`axum::PathFieldsLayer`]: path parameters as fields, and the pattern for binding the authenticated user |
+//!
+//! # The request span
+//!
+//! The per-request `tracing` span (method, route, status, latency) belongs to the
+//! server layer, not to this crate. When there is one, the wrapped formatter shows it
+//! like any span (`request{method=GET route=/orders/{id}}:` in text, `"span"`/`"spans"`
+//! in JSON), and the context fields follow the event's own fields.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "axum")]
+pub mod axum;
+mod dedup;
+mod fields;
+mod format;
+#[cfg(feature = "opentelemetry")]
+pub mod otel;
+pub mod sanitize;
+
+pub use dedup::{CONTEXT_FIELD_NAMES, DedupFields, DedupJsonFields, DedupVisitor};
+pub use fields::ContextFields;
+pub use format::{ContextFormat, KnownFormat, Output};
+
+use tracing_core::Subscriber;
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Full};
+use tracing_subscriber::registry::LookupSpan;
+
+/// `tracing_subscriber::fmt::layer()` with [`ContextFormat::text`] (the default text
+/// format plus the context fields) and [`DedupFields`] (spans do not repeat the ids).
+/// Chain the layer's own options (`with_writer`, `with_ansi`, `with_filter`) as usual;
+/// options of the format itself (`without_time`, `with_target`, `compact`) go on the
+/// wrapped format: `fmt::layer().event_format(ContextFormat::new(fmt::format().without_time()))`.
+pub fn layer<S>()
+-> tracing_subscriber::fmt::Layer<S, DedupFields<DefaultFields>, ContextFormat<Format<Full>>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(DedupFields::default())
+        .event_format(ContextFormat::text())
+}
+
+/// `tracing_subscriber::fmt::layer().json()` with [`ContextFormat::json`] and
+/// [`DedupJsonFields`]: one JSON object per event, the context fields as top-level
+/// members (or under one key, see [`ContextFields::nest_under`]).
+#[cfg(feature = "json")]
+pub fn json_layer<S>() -> tracing_subscriber::fmt::Layer<
+    S,
+    DedupJsonFields,
+    ContextFormat<Format<tracing_subscriber::fmt::format::Json>>,
+>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(DedupJsonFields::default())
+        .event_format(ContextFormat::json())
+}
