@@ -70,6 +70,11 @@ impl Stdout {
             ansi: std::io::stdout().is_terminal(),
         }
     }
+
+    /// Whether colours are on.
+    pub fn ansi(&self) -> bool {
+        self.ansi
+    }
 }
 
 impl<'a> MakeWriter<'a> for Stdout {
@@ -80,32 +85,59 @@ impl<'a> MakeWriter<'a> for Stdout {
     }
 }
 
-/// Something log lines can be written to, and whether it shows colours.
-pub trait LogWriter: for<'a> MakeWriter<'a> + Send + Sync + 'static {
-    /// Whether ANSI colours are wanted.
-    fn ansi(&self) -> bool {
-        false
+/// An in-memory log sink (for tests and for embedding the demo): cheap to clone,
+/// clones share the buffer.
+#[derive(Clone, Debug, Default)]
+pub struct Capture {
+    buf: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let buf = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&buf).into_owned()
     }
 }
 
-impl LogWriter for Stdout {
-    fn ansi(&self) -> bool {
-        self.ansi
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-impl<W> LogWriter for std::sync::Mutex<W> where W: std::io::Write + Send + 'static {}
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
 
 /// The whole logging set-up of the demo as one dispatcher: stdout in `format` at
 /// `level`, plus the [`JourneyLayer`] feeding `journeys`. The binary installs it
 /// globally; tests set it per runtime.
-pub fn dispatch<W: LogWriter>(
+pub fn dispatch<W>(
     format: LogFormat,
     level: LevelFilter,
     writer: W,
+    ansi: bool,
     journeys: Journeys,
-) -> tracing::Dispatch {
-    let ansi = writer.ansi();
+) -> tracing::Dispatch
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let registry = tracing_subscriber::registry()
         .with(JourneyLayer::new(journeys).with_filter(journey_filter()));
     match format {

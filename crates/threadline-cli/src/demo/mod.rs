@@ -346,10 +346,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let journeys = Journeys::default();
+        let stdout = logs::Stdout::detect();
         let dispatch = logs::dispatch(
             args.log_format,
             args.log_level,
-            logs::Stdout::detect(),
+            stdout,
+            stdout.ansi(),
             journeys.clone(),
         );
         tracing::dispatcher::set_global_default(dispatch)

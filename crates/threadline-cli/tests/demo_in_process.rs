@@ -1,0 +1,237 @@
+//! The demo in this process: real HTTP on 127.0.0.1:0, real queues, logs captured as
+//! JSON and checked line by line, the journey JSON checked hop by hop.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use threadline_cli::demo::logs::{self, Capture, LogFormat};
+use threadline_cli::demo::{self, Args, BrokerUrl, Journeys, Summary};
+use tracing_subscriber::filter::LevelFilter;
+
+/// Runs `f` against a demo started with `args` on a runtime of its own, with this
+/// demo's logs captured; answers the summary and the captured JSON lines.
+fn with_demo<F, Fut>(args: Args, f: F) -> (Summary, Vec<serde_json::Value>)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let journeys = Journeys::default();
+    let capture = Capture::default();
+    let dispatch = logs::dispatch(
+        LogFormat::Json,
+        LevelFilter::INFO,
+        capture.clone(),
+        false,
+        journeys.clone(),
+    );
+    let on_start = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // This runtime's threads log into this demo's capture for their lifetime.
+            std::mem::forget(tracing::dispatcher::set_default(&on_start));
+        })
+        .build()
+        .expect("runtime");
+    let summary = tracing::dispatcher::with_default(&dispatch, || {
+        rt.block_on(async move {
+            let running = tokio::time::timeout(common::TIMEOUT, demo::start(args, journeys))
+                .await
+                .expect("the demo starts in time")
+                .expect("the demo starts");
+            f(format!("http://{}", running.store)).await;
+            tokio::time::timeout(common::TIMEOUT * 2, running.shutdown())
+                .await
+                .expect("the demo shuts down in time")
+                .expect("a clean shutdown")
+        })
+    });
+    drop(rt);
+    (summary, common::json_lines(&capture.text()))
+}
+
+fn args(broker: BrokerUrl) -> Args {
+    Args {
+        store_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        warehouse_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        broker,
+        ..Args::default()
+    }
+}
+
+fn scenario(broker: BrokerUrl) {
+    let placed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let journey_spans = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let (p, j) = (placed.clone(), journey_spans.clone());
+    let (summary, lines) = with_demo(args(broker), |store| async move {
+        let placed = common::place_orders(&store).await;
+        common::wait_for_worker(&store, &placed.good.correlation_id).await;
+        let spans = common::check_journey(&store, &placed).await;
+        *p.lock().unwrap() = Some(placed);
+        *j.lock().unwrap() = Some(spans);
+    });
+    let placed = placed.lock().unwrap().take().expect("the scenario ran");
+    let log_spans = common::check_logs(&lines, &placed);
+    assert_eq!(
+        Some(log_spans),
+        journey_spans.lock().unwrap().take(),
+        "the journey shows the hops the logs show"
+    );
+    assert_eq!(
+        (
+            summary.orders,
+            summary.accepted,
+            summary.rejected,
+            summary.failed
+        ),
+        (2, 1, 1, 0),
+        "{summary}"
+    );
+    assert_eq!(
+        (summary.enqueued, summary.handled, summary.lost),
+        (1, 1, 0),
+        "{summary}"
+    );
+}
+
+#[test]
+fn in_process_embedded_queue_one_context_through_store_warehouse_audit_and_worker() {
+    scenario(BrokerUrl::Embedded);
+}
+
+#[test]
+fn in_process_nats_one_context_through_store_warehouse_audit_and_worker() {
+    if common::service_up(
+        "in_process_nats_one_context_through_store_warehouse_audit_and_worker",
+        "NATS",
+        4222,
+    ) {
+        scenario(BrokerUrl::Nats("nats://127.0.0.1:4222".into()));
+    }
+}
+
+#[test]
+fn in_process_rabbitmq_amqp_one_context_through_store_warehouse_audit_and_worker() {
+    if common::service_up(
+        "in_process_rabbitmq_amqp_one_context_through_store_warehouse_audit_and_worker",
+        "RabbitMQ",
+        5672,
+    ) {
+        scenario(BrokerUrl::Amqp("amqp://guest:guest@127.0.0.1:5672".into()));
+    }
+}
+
+#[test]
+fn in_process_redis_streams_one_context_through_store_warehouse_audit_and_worker() {
+    if common::service_up(
+        "in_process_redis_streams_one_context_through_store_warehouse_audit_and_worker",
+        "Redis",
+        6379,
+    ) {
+        scenario(BrokerUrl::Redis("redis://127.0.0.1:6379".into()));
+    }
+}
+
+#[test]
+fn untrusted_store_replaces_the_callers_ids_and_tenant() {
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let s = sent.clone();
+    let mut a = args(BrokerUrl::Embedded);
+    a.untrusted = true;
+    let (summary, lines) = with_demo(a, |store| async move {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (status, _, text) = common::request(
+            "POST",
+            &format!("{store}/orders"),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", "application/json"),
+                ("x-correlation-id", "from-outside-1"),
+                ("traceparent", tp),
+                ("x-tenant-id", "forged-tenant"),
+            ],
+            Some("item=Teapot&quantity=1&tenant=acme".into()),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let cid = v["correlation_id"].as_str().unwrap().to_owned();
+        assert_ne!(
+            cid, "from-outside-1",
+            "the edge mints its own correlation id"
+        );
+        common::wait_for_worker(&store, &cid).await;
+        let (_, j) = common::get_json(&format!("{store}/journeys/{cid}")).await;
+        let traces = j["trace_ids"].as_array().unwrap();
+        assert_eq!(traces.len(), 1, "{j}");
+        assert_ne!(
+            traces[0], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "a fresh trace"
+        );
+        *s.lock().unwrap() = Some(cid);
+    });
+    let cid = sent.lock().unwrap().take().expect("ran");
+    let first_store_line = lines
+        .iter()
+        .find(|l| l["correlation_id"] == cid.as_str() && l["service"] == "store")
+        .expect("a store line");
+    assert!(
+        first_store_line.get("tenant_id").is_none(),
+        "the forged tenant header was dropped: {first_store_line}"
+    );
+    assert!(lines.iter().all(|l| l["tenant_id"] != "forged-tenant"));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["correlation_id"] != "from-outside-1")
+    );
+    assert_eq!((summary.accepted, summary.handled, summary.lost), (1, 1, 0));
+}
+
+#[test]
+fn bad_form_input_gets_an_error_page_never_a_panic() {
+    let (summary, lines) = with_demo(args(BrokerUrl::Embedded), |store| async move {
+        let url = format!("{store}/orders");
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        // Control characters, a non-number, a tenant that is no header value.
+        let (status, _, page) = common::request(
+            "POST",
+            &url,
+            &form,
+            Some("item=<script>x</script>%07&quantity=lots&tenant=a%0Db".into()),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(page.contains("id=\"errors\""), "{page}");
+        assert!(!page.contains("<script>"), "values are escaped");
+        assert!(
+            page.contains("&lt;script&gt;"),
+            "the typed value is shown again, escaped"
+        );
+        // Not a form at all.
+        let (status, _, _) =
+            common::request("POST", &url, &form, Some("\u{0}\u{1}%%%".into())).await;
+        assert_eq!(status, 400);
+        // Far too large.
+        let huge = format!("item={}&quantity=1&tenant=t", "x".repeat(64 * 1024));
+        let (status, _, _) = common::request("POST", &url, &form, Some(huge)).await;
+        assert_eq!(status, 413);
+        // An unknown journey and a hostile id.
+        let (status, _, page) =
+            common::request("GET", &format!("{store}/journeys/%3Cb%3Ehi"), &[], None).await;
+        assert_eq!(status, 404);
+        assert!(
+            page.contains("&lt;b&gt;hi") && !page.contains("<b>hi"),
+            "{page}"
+        );
+        // Still serving.
+        let (status, _, page) =
+            common::request("GET", &format!("{store}/orders/new"), &[], None).await;
+        assert_eq!(status, 200);
+        assert!(page.contains("id=\"item\""));
+    });
+    assert_eq!((summary.orders, summary.invalid), (0, 2), "{summary}");
+    assert!(lines.iter().any(|l| l["message"] == "order form refused"));
+}
