@@ -51,6 +51,18 @@ proptest! {
     }
 
     #[test]
+    fn correlation_ids_round_trip(id in "[!#-&(-+\\--:<-\\[\\]-_a-~]{1,128}") {
+        let parsed = CorrelationId::decode(id.as_bytes()).unwrap();
+        prop_assert_eq!(parsed.as_str(), id.as_str());
+    }
+
+    #[test]
+    fn correlation_ids_with_forbidden_bytes_are_rejected(prefix in "[a-z0-9]{1,10}", bad in prop::sample::select(vec!['"', '\'', ',', ';', '\\', '`', ' ', '\t', '\r', '\n', '\u{7f}', 'é'])) {
+        let id = format!("{prefix}{bad}x");
+        prop_assert!(CorrelationId::decode(id.as_bytes()).is_err(), "{:?}", id);
+    }
+
+    #[test]
     fn traceparent_round_trips(t in trace_id(), p in span_id(), flags in 0u8..4) {
         let tp = TraceParent::new(t, p, TraceFlags::new(flags));
         let enc = tp.encode();
