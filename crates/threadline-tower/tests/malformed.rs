@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
@@ -13,6 +14,8 @@ use threadline::codec::CorrelationId;
 use threadline::{Context, Policy};
 use threadline_tower::ThreadlineLayer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context as LayerCx, SubscriberExt};
 
 const T: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const P: &str = "00f067aa0ba902b7";
@@ -257,8 +260,32 @@ fn body_facts(body: &str) -> HashMap<&str, &str> {
     body.lines().filter_map(|l| l.split_once('=')).collect()
 }
 
-#[tokio::test]
+/// Collects every debug event (all its fields, formatted) the server emits.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<String>>>);
+
+struct Line<'a>(&'a mut String);
+
+impl Visit for Line<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Logs {
+    fn on_event(&self, event: &tracing::Event<'_>, _: LayerCx<'_, S>) {
+        let mut line = String::new();
+        event.record(&mut Line(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+// Current-thread runtime: the server runs on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
 async fn malformed_headers_table_over_raw_tcp() {
+    let logs = Logs::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
     let addr = serve_axum(app()).await;
     let cases = cases();
     assert!(cases.len() >= 30);
@@ -303,6 +330,23 @@ async fn malformed_headers_table_over_raw_tcp() {
         for (k, v) in &c.expect {
             assert_eq!(facts[k], v.as_str(), "{}: {k}", c.name);
         }
+    }
+    // Dropped headers are logged at debug level, by name and reason, never by value.
+    let lines = logs.0.lock().unwrap();
+    let dropped = lines
+        .iter()
+        .filter(|l| l.contains("inbound context header dropped"))
+        .count();
+    assert!(dropped >= 30, "rejections are logged: {dropped}");
+    for line in lines.iter() {
+        assert!(
+            !line.contains("EVIL"),
+            "a raw value reached the log: {line}"
+        );
+        assert!(
+            !line.contains('\r') && !line.contains('\n'),
+            "raw CR/LF in the log: {line}"
+        );
     }
 }
 
