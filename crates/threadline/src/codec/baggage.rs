@@ -103,19 +103,41 @@ fn check_value(v: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Splits a member of an already validated list, without checking it again.
+/// Splits a member of an already validated list, without checking it again: one pass
+/// over the bytes for the first `=` and `;`.
 fn split_member(raw: &str) -> BaggageMember<'_> {
-    let (kv, properties) = match raw.find(';') {
-        Some(i) => (&raw[..i], &raw[i + 1..]),
-        None => (raw, ""),
-    };
-    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    let b = raw.as_bytes();
+    let mut eq = None;
+    let mut semi = b.len();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'=' && eq.is_none() {
+            eq = Some(i);
+        } else if c == b';' {
+            semi = i;
+            break;
+        }
+    }
+    let eq = eq.unwrap_or(semi).min(semi);
     BaggageMember {
-        key: trim_str(k),
-        raw_value: trim_str(v),
-        properties,
+        key: trim_ascii_ows(&raw[..eq]),
+        raw_value: trim_ascii_ows(&raw[(eq + 1).min(semi)..semi]),
+        properties: raw.get(semi + 1..).unwrap_or(""),
         raw,
     }
+}
+
+/// Trims spaces and tabs; only ASCII bytes are skipped, so the ends stay char boundaries.
+fn trim_ascii_ows(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && (b[start] == b' ' || b[start] == b'\t') {
+        start += 1;
+    }
+    while end > start && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    &s[start..end]
 }
 
 fn parse_member(raw: &str) -> Result<BaggageMember<'_>, Error> {
@@ -303,12 +325,12 @@ impl<'a> Iterator for BaggageMembers<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             let rest = self.rest?;
-            let (m, tail) = match rest.find(',') {
+            let (m, tail) = match rest.bytes().position(|c| c == b',') {
                 Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                 None => (rest, None),
             };
             self.rest = tail;
-            let m = trim_str(m);
+            let m = trim_ascii_ows(m);
             if m.is_empty() {
                 continue;
             }
