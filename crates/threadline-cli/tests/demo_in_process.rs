@@ -5,52 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use threadline_cli::demo::logs::{self, Capture, LogFormat};
-use threadline_cli::demo::{self, Args, BrokerUrl, Journeys, Summary};
-use tracing_subscriber::filter::LevelFilter;
-
-/// Runs `f` against a demo started with `args` on a runtime of its own, with this
-/// demo's logs captured; answers the summary and the captured JSON lines.
-fn with_demo<F, Fut>(args: Args, f: F) -> (Summary, Vec<serde_json::Value>)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let journeys = Journeys::default();
-    let capture = Capture::default();
-    let dispatch = logs::dispatch(
-        LogFormat::Json,
-        LevelFilter::INFO,
-        capture.clone(),
-        false,
-        journeys.clone(),
-    );
-    let on_start = dispatch.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // This runtime's threads log into this demo's capture for their lifetime.
-            std::mem::forget(tracing::dispatcher::set_default(&on_start));
-        })
-        .build()
-        .expect("runtime");
-    let summary = tracing::dispatcher::with_default(&dispatch, || {
-        rt.block_on(async move {
-            let running = tokio::time::timeout(common::TIMEOUT, demo::start(args, journeys))
-                .await
-                .expect("the demo starts in time")
-                .expect("the demo starts");
-            f(format!("http://{}", running.store)).await;
-            tokio::time::timeout(common::TIMEOUT * 2, running.shutdown())
-                .await
-                .expect("the demo shuts down in time")
-                .expect("a clean shutdown")
-        })
-    });
-    drop(rt);
-    (summary, common::json_lines(&capture.text()))
-}
+use threadline_cli::demo::{Args, BrokerUrl};
 
 fn args(broker: BrokerUrl) -> Args {
     Args {
@@ -65,7 +20,7 @@ fn scenario(broker: BrokerUrl) {
     let placed = std::sync::Arc::new(std::sync::Mutex::new(None));
     let journey_spans = std::sync::Arc::new(std::sync::Mutex::new(None));
     let (p, j) = (placed.clone(), journey_spans.clone());
-    let (summary, lines) = with_demo(args(broker), |store| async move {
+    let (summary, lines) = common::with_demo(args(broker), |store| async move {
         let placed = common::place_orders(&store).await;
         common::wait_for_worker(&store, &placed.good.correlation_id).await;
         let spans = common::check_journey(&store, &placed).await;
@@ -140,7 +95,7 @@ fn untrusted_store_replaces_the_callers_ids_and_tenant() {
     let s = sent.clone();
     let mut a = args(BrokerUrl::Embedded);
     a.untrusted = true;
-    let (summary, lines) = with_demo(a, |store| async move {
+    let (summary, lines) = common::with_demo(a, |store| async move {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let (status, _, text) = common::request(
             "POST",
@@ -192,7 +147,7 @@ fn untrusted_store_replaces_the_callers_ids_and_tenant() {
 
 #[test]
 fn bad_form_input_gets_an_error_page_never_a_panic() {
-    let (summary, lines) = with_demo(args(BrokerUrl::Embedded), |store| async move {
+    let (summary, lines) = common::with_demo(args(BrokerUrl::Embedded), |store| async move {
         let url = format!("{store}/orders");
         let form = [("content-type", "application/x-www-form-urlencoded")];
         // Control characters, a non-number, a tenant that is no header value.

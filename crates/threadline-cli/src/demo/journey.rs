@@ -515,8 +515,9 @@ pub fn render_journey(v: &JourneyView) -> String {
         };
         let _ = write!(
             b,
-            r#"<li class="hop lane-{lane}" style="--depth:{depth}" data-span="{span}"><div class="hop-label"><span class="dot"></span><b>{label}</b> <code title="span id">{sshort}</code> {via}</div><div class="bar"><span style="left:{left:.2}%;width:{width:.2}%"></span></div><div class="hop-time">{s:.1}–{e:.1} ms · {n} ev</div></li>"#,
+            r#"<li class="hop lane-{lane}{root}" style="--depth:{depth}" data-span="{span}"><div class="hop-label"><span class="dot"></span><b>{label}</b> <code title="span id">{sshort}</code> {via}</div><div class="bar"><span style="left:{left:.2}%;width:{width:.2}%"></span></div><div class="hop-time">{s:.1}–{e:.1} ms · {n} ev</div></li>"#,
             lane = lane_of(&h.service),
+            root = if h.depth == 0 { " root" } else { "" },
             depth = h.depth.min(8),
             span = esc(&h.span_id),
             sshort = esc(short(&h.span_id)),

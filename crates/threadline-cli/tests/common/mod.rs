@@ -13,6 +13,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use threadline_cli::demo::logs::{self, Capture, LogFormat};
+use threadline_cli::demo::{self, Args, Journeys, Summary};
+use tracing_subscriber::filter::LevelFilter;
 
 /// Every network step of the tests is bounded by this.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -355,4 +358,47 @@ pub fn json_lines(text: &str) -> Vec<Value> {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("a broken JSON line ({e}): {l}"))
         })
         .collect()
+}
+
+/// Runs `f` against a demo started with `args` on a runtime of its own, with this
+/// demo's logs captured; answers the summary and the captured JSON lines.
+pub fn with_demo<F, Fut>(args: Args, f: F) -> (Summary, Vec<serde_json::Value>)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let journeys = Journeys::default();
+    let capture = Capture::default();
+    let dispatch = logs::dispatch(
+        LogFormat::Json,
+        LevelFilter::INFO,
+        capture.clone(),
+        false,
+        journeys.clone(),
+    );
+    let on_start = dispatch.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // This runtime's threads log into this demo's capture for their lifetime.
+            std::mem::forget(tracing::dispatcher::set_default(&on_start));
+        })
+        .build()
+        .expect("runtime");
+    let summary = tracing::dispatcher::with_default(&dispatch, || {
+        rt.block_on(async move {
+            let running = tokio::time::timeout(TIMEOUT, demo::start(args, journeys))
+                .await
+                .expect("the demo starts in time")
+                .expect("the demo starts");
+            f(format!("http://{}", running.store)).await;
+            tokio::time::timeout(TIMEOUT * 2, running.shutdown())
+                .await
+                .expect("the demo shuts down in time")
+                .expect("a clean shutdown")
+        })
+    });
+    drop(rt);
+    (summary, json_lines(&capture.text()))
 }
