@@ -91,8 +91,13 @@ pub struct JourneyEvent {
     pub call_id: Option<String>,
     /// For an outgoing call: where it went.
     pub destination: Option<String>,
-    /// The event's other fields.
+    /// The event's other fields, in the order they were logged (a JSON object).
+    #[serde(serialize_with = "pairs_as_map")]
     pub fields: Vec<(String, String)>,
+}
+
+fn pairs_as_map<S: serde::Serializer>(v: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, v)| (k, v)))
 }
 
 struct Journey {
@@ -618,7 +623,7 @@ pub fn render_list(list: &[JourneySummary]) -> String {
     if list.is_empty() {
         b.push_str(r#"<p class="empty">No journeys yet. <a href="/orders/new">Place an order</a> and come back.</p>"#);
     } else {
-        b.push_str(r#"<table class="journeys"><thead><tr><th>correlation id</th><th>started</th><th>services</th><th>events</th><th>duration</th><th>first event</th></tr></thead><tbody>"#);
+        b.push_str(r#"<table class="journeys"><thead><tr><th>correlation id</th><th>started (UTC)</th><th>services</th><th>events</th><th>duration</th><th>first event</th></tr></thead><tbody>"#);
         for j in list {
             let services: String = j
                 .services
@@ -633,11 +638,12 @@ pub fn render_list(list: &[JourneySummary]) -> String {
                 .collect();
             let _ = write!(
                 b,
-                r#"<tr><td><span class="pill {st}">{st}</span> <a href="/journeys/{href}"><code>{cid}</code></a></td><td>{start}</td><td>{services}</td><td>{n}</td><td>{d:.1} ms</td><td class="msg">{msg}</td></tr>"#,
+                r#"<tr><td><span class="pill {st}">{st}</span> <a href="/journeys/{href}"><code>{cid}</code></a></td><td class="when" title="{start}">{clock}</td><td>{services}</td><td>{n}</td><td>{d:.1} ms</td><td class="msg">{msg}</td></tr>"#,
                 st = esc(&j.status),
                 href = html::path_segment(&j.correlation_id),
                 cid = esc(&j.correlation_id),
                 start = esc(&j.started_at),
+                clock = esc(j.started_at.get(11..23).unwrap_or(&j.started_at)),
                 n = j.events,
                 d = j.duration_ms,
                 msg = esc(&j.first_message),
