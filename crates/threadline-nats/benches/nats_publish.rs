@@ -1,16 +1,23 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
-//! Publish throughput on one NATS connection: plain `publish` against
-//! `publish_in_context` (correlation id, traceparent, x-tenant-id and a bound user.id as
-//! headers), in the same run.
+//! Publish throughput on one NATS connection, in the same run:
 //!
-//! `cargo bench -p threadline-nats --bench nats_publish` (needs NATS on 127.0.0.1:4222;
-//! prints SKIP and does nothing without it).
+//! - `nats_publish/*`: core fire-and-forget `publish` of a 128-byte payload, plain
+//!   (`without_context`), with the same context headers built once and cloned
+//!   (`prebuilt_headers`: what async-nats and the server charge for headers at all), and
+//!   `publish_in_context` (`with_context`: correlation id, traceparent, x-tenant-id and a
+//!   bound user.id);
+//! - `nats_jetstream_publish_ack/*`: JetStream publish awaiting the stream's ack;
+//! - an interleaved same-run ratio (batches of each variant alternate), printed;
+//! - `core_inject_http_headermap` / `nats_inject_only`: the injection alone.
+//!
+//! `cargo bench -p threadline-nats --bench nats_publish` (needs NATS with JetStream on
+//! 127.0.0.1:4222; prints SKIP and does nothing without it).
 
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use threadline::{Policy, Trust};
-use threadline_nats::ClientExt;
+use threadline_nats::{ClientExt, JetStreamExt};
 
 fn publish(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +117,58 @@ fn publish(c: &mut Criterion) {
     });
     group.finish();
 
+    // JetStream: each publish waits for the stream's acknowledgement (a round trip).
+    let js = rt.block_on(async { async_nats::jetstream::new(client.clone()) });
+    let stream_name = format!("THREADLINE_BENCH_{}", std::process::id());
+    let js_subject = format!("{stream_name}.jobs");
+    rt.block_on(js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream_name.clone(),
+        subjects: vec![js_subject.clone()],
+        storage: async_nats::jetstream::stream::StorageType::Memory,
+        max_messages: 10_000,
+        ..Default::default()
+    }))
+    .expect("create bench stream");
+    let mut group = c.benchmark_group("nats_jetstream_publish_ack");
+    group
+        .throughput(Throughput::Elements(1))
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.bench_function("without_context", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    js.publish(js_subject.clone(), payload.clone())
+                        .await
+                        .expect("publish")
+                        .await
+                        .expect("ack");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("with_context", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(ctx.clone().scope(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    js.publish_in_context(js_subject.clone(), payload.clone())
+                        .await
+                        .expect("publish")
+                        .await
+                        .expect("ack");
+                }
+                start.elapsed()
+            }))
+        })
+    });
+    group.finish();
+    rt.block_on(js.delete_stream(&stream_name))
+        .expect("delete bench stream");
+
     // Same-run ratio, robust to load drifting on a shared machine: batches of each
     // variant alternate, and the totals are compared.
     let (mut plain, mut prebuilt_t, mut with) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -164,6 +223,15 @@ fn publish(c: &mut Criterion) {
         plain.as_secs_f64() / with.as_secs_f64(),
         prebuilt_t.as_secs_f64() / with.as_secs_f64(),
     );
+
+    // The core's own share: the same context into an `http::HeaderMap` message carrier.
+    c.bench_function("core_inject_http_headermap", |b| {
+        b.iter(|| {
+            let mut h = http::HeaderMap::new();
+            ctx.inject(&mut threadline::MessageHeaders(&mut h));
+            h
+        })
+    });
 
     c.bench_function("nats_inject_only", |b| {
         b.iter(|| {
