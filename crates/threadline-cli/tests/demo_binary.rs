@@ -198,3 +198,22 @@ fn binary_refuses_an_unknown_broker_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown broker"), "{err}");
 }
+
+#[test]
+fn binary_unreachable_broker_fails_at_start_with_a_clear_message() {
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let out = Command::new(env!("CARGO_BIN_EXE_threadline"))
+        .args([
+            "demo",
+            "--store-addr",
+            "127.0.0.1:0",
+            "--warehouse-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--broker", "redis://127.0.0.1:1"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connecting the shipping queue"), "{err}");
+}

@@ -190,3 +190,100 @@ fn bad_form_input_gets_an_error_page_never_a_panic() {
     assert_eq!((summary.orders, summary.invalid), (0, 2), "{summary}");
     assert!(lines.iter().any(|l| l["message"] == "order form refused"));
 }
+
+/// A TCP proxy to 127.0.0.1:`upstream` that can be cut: the broker "goes away".
+struct Proxy {
+    addr: SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let t = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                t.lock().unwrap().spawn(async move {
+                    if let Ok(mut out) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            tasks,
+            accept,
+        }
+    }
+
+    /// Closes every connection and stops accepting.
+    fn cut(&self) {
+        self.accept.abort();
+        self.tasks.lock().unwrap().abort_all();
+    }
+}
+
+#[test]
+fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
+    let test = "redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job";
+    if !common::service_up(test, "Redis", 6379) {
+        return;
+    }
+    // The proxy lives on a runtime of its own, beside the demo's.
+    let proxy_rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = proxy_rt.block_on(Proxy::start(6379));
+    let url = format!("redis://{}", proxy.addr);
+    let (summary, lines) = common::with_demo(args(BrokerUrl::Redis(url)), |store| {
+        let proxy = &proxy;
+        async move {
+            let placed = common::place_orders(&store).await;
+            common::wait_for_worker(&store, &placed.good.correlation_id).await;
+            proxy.cut();
+            let (status, _, text) = common::request(
+                "POST",
+                &format!("{store}/orders"),
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("accept", "application/json"),
+                ],
+                Some("item=Teapot&quantity=1&tenant=acme".into()),
+            )
+            .await;
+            assert_eq!(status, 502, "{text}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["status"], "failed", "{text}");
+            assert!(
+                v["reason"].as_str().unwrap_or_default().contains("503"),
+                "the warehouse said the queue is unavailable: {text}"
+            );
+        }
+    });
+    drop(proxy_rt);
+    assert_eq!(
+        (
+            summary.orders,
+            summary.accepted,
+            summary.rejected,
+            summary.failed
+        ),
+        (3, 1, 1, 1),
+        "{summary}"
+    );
+    assert_eq!(
+        (summary.enqueued, summary.handled, summary.lost),
+        (1, 1, 0),
+        "{summary}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["service"] == "warehouse" && l["level"] == "ERROR"),
+        "the warehouse logged the queue failure"
+    );
+}

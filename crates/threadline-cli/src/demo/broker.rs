@@ -502,6 +502,7 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
             let task = tokio::spawn(async move {
                 let mut last = "0-0".to_owned();
                 let opts = StreamReadOptions::default().block(500).count(16);
+                let mut backoff = Duration::from_millis(100);
                 while !*stopped.borrow() {
                     let reply: redis::RedisResult<Option<StreamReadReply>> =
                         redis::AsyncCommands::xread_options(
@@ -513,11 +514,15 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
                         .await;
                     let entries = match reply {
                         Ok(r) => {
+                            backoff = Duration::from_millis(100);
                             r.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>())
                         }
                         Err(e) => {
+                            // Unacknowledged reads are not lost: the entries stay in
+                            // the stream and are read again from `last`.
                             tracing::warn!(error = %e, "Redis read failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let _ = tokio::time::timeout(backoff, stopped.wait_for(|s| *s)).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
                             continue;
                         }
                     };
