@@ -40,6 +40,44 @@
 //! assert_eq!(resp.headers()["x-correlation-id"], "req-42");
 //! # }
 //! ```
+//!
+//! With hyper, through hyper-util's Tower adapter (insert the peer address as
+//! [`PeerAddr`](crate::PeerAddr) if a [`TrustPolicy::peer_in`] should see it):
+//!
+//! ```no_run
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto::Builder;
+//! use hyper_util::service::TowerToHyperService;
+//! use threadline::Policy;
+//! use threadline_tower::{PeerAddr, ThreadlineLayer, TrustPolicy};
+//! use tower::{ServiceBuilder, service_fn};
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let layer = ThreadlineLayer::new(Policy::default())
+//!     .trust(TrustPolicy::peer_in(["10.0.0.0/8"]).unwrap());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! loop {
+//!     let (stream, peer) = listener.accept().await?;
+//!     let svc = ServiceBuilder::new()
+//!         .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+//!             req.extensions_mut().insert(PeerAddr(peer));
+//!             req
+//!         })
+//!         .layer(layer.clone())
+//!         .service(service_fn(|_req| async {
+//!             Ok::<_, std::convert::Infallible>(http::Response::new(String::from("hello")))
+//!         }));
+//!     tokio::spawn(async move {
+//!         let _ = Builder::new(TokioExecutor::new())
+//!             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+//!             .await;
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! With tonic: `tonic::transport::Server::builder().layer(ThreadlineLayer::new(policy))`
+//! (the peer address comes from tonic's `TcpConnectInfo` with the `tonic` feature).
 
 use std::fmt;
 use std::future::Future;
