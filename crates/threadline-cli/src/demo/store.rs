@@ -85,6 +85,7 @@ impl State {
             &format!("{}user.id", policy.field_prefix()),
             &format!("{}tenant.id", policy.field_prefix()),
         ]);
+        // An IP target; `Target` matches IPv6 hosts with or without brackets.
         let targets = Targets::new().grant(
             Target::host(&warehouse.ip().to_string()).port(warehouse.port()),
             grant,
