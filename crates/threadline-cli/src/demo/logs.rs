@@ -13,12 +13,13 @@ use std::io::IsTerminal;
 
 use clap::ValueEnum;
 use threadline::Context;
-use threadline_tracing::{ContextFields, ContextFormat};
+use threadline_tracing::{ContextFields, ContextFormat, Output};
 use tracing_core::field::{Field, Visit};
 use tracing_core::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -142,16 +143,18 @@ where
         .with(JourneyLayer::new(journeys).with_filter(journey_filter()));
     match format {
         LogFormat::Text => {
+            let inner = ServiceFirst {
+                inner: tracing_subscriber::fmt::format()
+                    .compact()
+                    .with_target(false)
+                    .with_ansi(ansi),
+                ansi,
+            };
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(ansi)
-                .with_target(false)
                 .event_format(
-                    ContextFormat::new(
-                        tracing_subscriber::fmt::format()
-                            .compact()
-                            .with_target(false),
-                    )
-                    .fields(context_fields()),
+                    ContextFormat::with_output(inner, Output::Text)
+                        .fields(context_fields().skip_field("service").skip_field("task")),
                 )
                 .with_writer(writer)
                 .with_filter(stdout_filter(level));
@@ -175,6 +178,51 @@ where
                 .with_filter(stdout_filter(level));
             tracing::Dispatch::new(registry.with(layer))
         }
+    }
+}
+
+/// Text lines start with the service (and task) that logged them, in its colour:
+/// `store`, `warehouse`, `warehouse/audit`, `worker`.
+struct ServiceFirst<F> {
+    inner: F,
+    ansi: bool,
+}
+
+impl<S, N, F> FormatEvent<S, N> for ServiceFirst<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let written = Context::with_current(|c| {
+            let service = c.field("service").unwrap_or("-");
+            let colour = match service {
+                "store" => "34",
+                "warehouse" => "33",
+                "worker" => "32",
+                _ => "35",
+            };
+            let label = match c.field("task") {
+                Some(task) => format!("{service}/{task}"),
+                None => service.to_owned(),
+            };
+            if self.ansi {
+                write!(writer, "\x1b[1;{colour}m{label:<15}\x1b[0m ")
+            } else {
+                write!(writer, "{label:<15} ")
+            }
+        });
+        match written {
+            Some(r) => r?,
+            None => write!(writer, "{:<15} ", "-")?,
+        }
+        self.inner.format_event(ctx, writer, event)
     }
 }
 
