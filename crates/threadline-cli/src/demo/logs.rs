@@ -332,3 +332,84 @@ impl Visit for Fields<'_> {
         self.put(field, format!("{value:?}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_event(format: LogFormat) -> (String, Journeys) {
+        let journeys = Journeys::default();
+        let capture = Capture::default();
+        let dispatch = dispatch(
+            format,
+            LevelFilter::INFO,
+            capture.clone(),
+            false,
+            journeys.clone(),
+        );
+        let mut inbound = http::HeaderMap::new();
+        inbound.insert("x-correlation-id", "log-test-1".parse().unwrap());
+        inbound.insert("x-tenant-id", "acme".parse().unwrap());
+        let ctx = super::super::policy()
+            .unwrap()
+            .capture(&inbound, threadline::Trust::Trusted)
+            .context;
+        tracing::dispatcher::with_default(&dispatch, || {
+            ctx.sync_scope(|| {
+                threadline::bind("service", "warehouse");
+                threadline::bind("task", "audit");
+                threadline::bind("user.id", "alice");
+                tracing::info!(order_id = 7, "written\nforged line");
+                tracing::debug!(call_id = "00f067aa0ba902b7", "only in the journey");
+            });
+            tracing::info!("outside any scope: not in a journey");
+        });
+        (capture.text(), journeys)
+    }
+
+    #[test]
+    fn text_lines_start_with_the_service_and_carry_the_context() {
+        let (text, journeys) = one_event(LogFormat::Text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "one line per info event, newlines escaped: {text}"
+        );
+        assert!(lines[0].starts_with("warehouse/audit "), "{text}");
+        for part in [
+            "correlation_id=log-test-1",
+            "tenant_id=acme",
+            "user.id=alice",
+        ] {
+            assert!(lines[0].contains(part), "{part} in {text}");
+        }
+        assert!(
+            !lines[0].contains(" service="),
+            "the service is not repeated: {text}"
+        );
+        let j = journeys.get("log-test-1").expect("a journey");
+        assert_eq!(j.events.len(), 2, "the debug event is in the journey too");
+        assert_eq!(j.events[1].call_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(
+            journeys.list().len(),
+            1,
+            "events outside a scope are not journeys"
+        );
+    }
+
+    #[test]
+    fn json_lines_have_the_context_at_the_top_level() {
+        let (text, _) = one_event(LogFormat::Json);
+        let line: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
+        assert_eq!(line["message"], "written\nforged line");
+        assert_eq!(line["service"], "warehouse");
+        assert_eq!(line["task"], "audit");
+        assert_eq!(line["correlation_id"], "log-test-1");
+        assert_eq!(line["tenant_id"], "acme");
+        assert_eq!(line["user.id"], "alice");
+        assert_eq!(line["level"], "INFO");
+        assert!(line["timestamp"].is_string() && line["trace_id"].is_string());
+    }
+}
