@@ -137,6 +137,14 @@ fn untrusted_store_replaces_the_callers_ids_and_tenant() {
         "the forged tenant header was dropped: {first_store_line}"
     );
     assert!(lines.iter().all(|l| l["tenant_id"] != "forged-tenant"));
+    for header in ["x-correlation-id", "traceparent", "x-tenant-id"] {
+        assert!(
+            lines.iter().any(|l| l["correlation_id"] == cid.as_str()
+                && l["level"] == "WARN"
+                && l["header"] == header),
+            "the store says it did not keep {header}"
+        );
+    }
     assert!(
         lines
             .iter()

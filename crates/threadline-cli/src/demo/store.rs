@@ -132,7 +132,42 @@ pub fn router(state: State) -> Router {
 
 async fn bind_service(req: Request, next: Next) -> Response {
     threadline::bind("service", "store");
+    log_edge_decisions(req.headers());
     next.run(req).await
+}
+
+/// Says when the capture policy did not keep what the caller sent (an untrusted caller
+/// under `--untrusted`, or an invalid value): by header name, never by value.
+fn log_edge_decisions(headers: &HeaderMap) {
+    let ctx = Context::current();
+    let sent_id = headers
+        .get(ctx.policy().correlation_header())
+        .and_then(|v| v.to_str().ok());
+    if let Some(sent) = sent_id
+        && ctx.correlation_id().map(|c| c.as_str()) != Some(sent)
+    {
+        tracing::warn!(
+            header = %ctx.policy().correlation_header(),
+            "inbound correlation id not kept (untrusted caller or invalid value); a new one was minted"
+        );
+    }
+    let sent_trace = headers
+        .get("traceparent")
+        .and_then(|v| TraceParent::decode(v.as_bytes()).ok());
+    if let Some(tp) = sent_trace
+        && ctx.trace_id() != Some(tp.trace_id())
+    {
+        tracing::warn!(
+            header = "traceparent",
+            "inbound trace not continued (untrusted caller); a new trace was started"
+        );
+    }
+    if headers.contains_key(TENANT_HEADER) && ctx.get(TENANT_HEADER).is_none() {
+        tracing::warn!(
+            header = TENANT_HEADER,
+            "inbound tenant header dropped (untrusted caller or invalid value)"
+        );
+    }
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {

@@ -210,6 +210,11 @@ pub fn check_logs(lines: &[Value], placed: &Placed) -> BTreeMap<&'static str, St
         .iter()
         .filter(|l| l["correlation_id"] == placed.good.correlation_id.as_str())
         .collect();
+    assert!(
+        good.iter()
+            .all(|l| l["level"] != "WARN" && l["level"] != "ERROR"),
+        "a trusted caller's good order logs no warning: {good:#?}"
+    );
     let mut spans: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
     for l in &good {
         assert_eq!(
