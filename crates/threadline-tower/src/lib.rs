@@ -63,6 +63,56 @@
 //! # }
 //! ```
 //!
+//! # HTTP-pushed tasks (Cloud Tasks, Pub/Sub push, a queue of your own)
+//!
+//! A push queue calls your endpoint later with the headers you gave it when you created
+//! the task. Give it, from inside the request's scope, the headers the client layer
+//! would send to the task's URL ([`PropagateLayer::inject`]): the context is taken when
+//! the task is created, and the [`Targets`] decide what that URL may receive.
+//!
+//! ```
+//! use http::{HeaderMap, Uri};
+//! use threadline::Policy;
+//! use threadline_tower::{PropagateLayer, Target, Targets};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let policy = Policy::builder().header("x-tenant-id").fields_over_http(true).build().unwrap();
+//! let push = PropagateLayer::new(Targets::new().allow(Target::host("worker.internal")));
+//! let url: Uri = "https://worker.internal/tasks/invoice".parse().unwrap();
+//!
+//! // In the request handler (here a new root stands in for the request's context):
+//! let ctx = policy.new_root();
+//! let task_headers = ctx.clone().scope(async {
+//!     threadline::bind("user.id", "alice");
+//!     let mut headers = HeaderMap::new();
+//!     push.inject(&url, &mut headers);
+//!     headers // store with the task (Cloud Tasks: `HttpRequest.headers`)
+//! }).await;
+//! assert_eq!(task_headers["x-correlation-id"], ctx.correlation_id().unwrap().as_str());
+//! assert!(task_headers["traceparent"].to_str().unwrap().contains(&ctx.trace_id().unwrap().to_string()));
+//! assert_eq!(task_headers["tl-field-user.id"], "alice");
+//! # }
+//! ```
+//!
+//! The task endpoint, behind [`ThreadlineLayer`], then runs with the same correlation
+//! id and trace id, and the task's own parent id (each task is a new hop).
+//!
+//! - **Local fields** (`user.id`) travel as `tl-field-<name>` headers, which go on
+//!   HTTP only with the policy's `fields_over_http(true)`, and which the server layer
+//!   accepts only from a trusted caller. Trust the queue, not the internet: check its
+//!   token with [`TrustPolicy::shared_secret`] or [`TrustPolicy::custom`] (or its
+//!   network with [`TrustPolicy::peer_in`]), and strip that header at the edge.
+//! - **Scheduled or periodic tasks** started outside any request create the task
+//!   inside `policy.new_root().scope(..)`: each run gets a new correlation id and a new
+//!   trace. (A scheduler that calls the endpoint itself can instead use
+//!   [`PropagateLayer::new_trace_outside_scope`].)
+//! - **A dispatcher of your own** sends the stored headers as they are, through any
+//!   client: outside a scope the client layer leaves a request untouched, and inside
+//!   one it never overwrites a header already set.
+//!
+//! `tests/http_push.rs` runs the whole path on 127.0.0.1: an axum handler enqueues, a
+//! dispatcher posts through a hyper-util client, the endpoint checks what it sees.
+//!
 //! # What goes where
 //!
 //! | piece | file |
