@@ -22,6 +22,48 @@
 //!
 //! Ctrl-C (or SIGTERM) stops accepting requests, lets in-flight jobs finish and prints
 //! one summary line.
+//!
+//! # The same in a service of your own
+//!
+//! What the store does, in the lines an axum service adds: capture on the way in,
+//! context on every log line, forward on the way out, bind who the caller is.
+//!
+//! ```no_run
+//! use axum::{Router, routing::post};
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use threadline::{HeaderRule, Policy};
+//! use threadline_tower::{PropagateLayer, Target, Targets, ThreadlineLayer, TrustPolicy};
+//! use tower::ServiceBuilder;
+//! use tracing_subscriber::prelude::*;
+//!
+//! # async fn place_order() {}
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Which headers travel: the correlation id and W3C trace context are built in.
+//! let policy = Policy::builder()
+//!     .header_rule(HeaderRule::new("x-tenant-id").trusted_only())
+//!     .build()?;
+//!
+//! // Every log line carries correlation_id, trace_id, span_id, tenant_id, user.id.
+//! tracing::subscriber::set_global_default(
+//!     tracing_subscriber::registry().with(threadline_tracing::json_layer()),
+//! )?;
+//!
+//! // In: capture and scope every request (callers inside 10.0.0.0/8 are trusted).
+//! let app: Router = Router::new()
+//!     .route("/orders", post(place_order))
+//!     .layer(ThreadlineLayer::new(policy).trust(TrustPolicy::peer_in(["10.0.0.0/8"])?));
+//!
+//! // Out: the context goes to your own services only.
+//! let client = ServiceBuilder::new()
+//!     .layer(PropagateLayer::new(Targets::new().allow(Target::host("*.svc.internal"))))
+//!     .service(Client::builder(TokioExecutor::new()).build_http::<String>());
+//!
+//! // In a handler, once you know who is calling:
+//! //     threadline::bind("user.id", user.id);
+//! //     threadline::spawn(audit(order));   // the task keeps the context
+//! # let _ = (app, client);
+//! # Ok(()) }
+//! ```
 
 pub mod broker;
 mod html;
