@@ -217,3 +217,45 @@ fn binary_unreachable_broker_fails_at_start_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connecting the shipping queue"), "{err}");
 }
+
+#[test]
+fn binary_sigint_right_after_an_order_lets_the_job_finish_first() {
+    let mut demo = Demo::start(&[]);
+    let store = url_of(&demo.wait_for("order form"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (status, _, text) = rt.block_on(common::request(
+        "POST",
+        &format!("{store}/orders"),
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("accept", "application/json"),
+        ],
+        Some("item=Kettle&quantity=1&tenant=acme".into()),
+    ));
+    assert_eq!(status, 200, "{text}");
+    let cid = serde_json::from_str::<serde_json::Value>(&text).expect("JSON")["correlation_id"]
+        .as_str()
+        .expect("cid")
+        .to_owned();
+    // The worker may still be packing: the signal must not cut the job short.
+    let (status, lines) = demo.interrupt();
+    assert!(status.success(), "{status}");
+    let logs = common::json_lines(&lines.join("\n"));
+    assert!(
+        logs.iter().any(|l| l["correlation_id"] == cid.as_str()
+            && l["service"] == "worker"
+            && l["message"] == "parcel packed and handed to the carrier"),
+        "the in-flight job finished before the exit"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| l.starts_with("threadline demo: orders="))
+        .expect("a summary line");
+    assert!(
+        summary.ends_with("jobs_enqueued=1 jobs_handled=1 lost=0"),
+        "{summary}"
+    );
+}
