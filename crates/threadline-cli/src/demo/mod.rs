@@ -321,8 +321,11 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
         broker_name.clone(),
     )?);
 
+    // The warehouse stops after the store: an order the store is still placing
+    // reaches it.
+    let (warehouse_stop, warehouse_stop_rx) = watch::channel(false);
     let store_server = serve(store_listener, store_app, stop_rx.clone());
-    let warehouse_server = serve(warehouse_listener, warehouse_app, stop_rx.clone());
+    let warehouse_server = serve(warehouse_listener, warehouse_app, warehouse_stop_rx);
     let drain = Duration::from_secs(args.drain_secs.max(1));
     let mut stop_wait = stop_rx;
     let task = tokio::spawn(async move {
@@ -330,6 +333,7 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
         // 1. No new requests; in-flight ones finish (bounded).
         let servers = async {
             let _ = store_server.await;
+            let _ = warehouse_stop.send(true);
             let _ = warehouse_server.await;
         };
         if tokio::time::timeout(drain, servers).await.is_err() {
