@@ -342,6 +342,7 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
                 drain.as_secs()
             );
         }
+        let _ = warehouse_stop.send(true);
         // 2. Every enqueued job handled, every audit task done (bounded).
         let deadline = tokio::time::Instant::now() + drain;
         loop {
