@@ -52,12 +52,21 @@ impl<'h> Extractor for NatsHeaders<'h> {
 /// skipped, never a panic. A header already present (in any casing) is never
 /// overwritten.
 #[derive(Debug)]
-pub struct NatsHeadersMut<'a>(&'a mut HeaderMap);
+pub struct NatsHeadersMut<'a> {
+    map: &'a mut HeaderMap,
+    /// The map was empty when wrapped: every key in it was written by [`Injector::set`],
+    /// in lower case, so `contains` can compare exactly.
+    fresh: bool,
+}
 
 impl<'a> NatsHeadersMut<'a> {
     /// Wraps the headers of an outgoing message.
     pub fn new(headers: &'a mut HeaderMap) -> Self {
-        NatsHeadersMut(headers)
+        let fresh = headers.is_empty();
+        NatsHeadersMut {
+            map: headers,
+            fresh,
+        }
     }
 }
 
@@ -68,12 +77,19 @@ impl Injector for NatsHeadersMut<'_> {
 
     fn contains(&self, name: &HeaderName) -> bool {
         let name = name.as_str();
-        self.0
+        if self.fresh {
+            return self
+                .map
+                .iter()
+                .any(|(k, _)| AsRef::<str>::as_ref(k) == name);
+        }
+        self.map
             .iter()
             .any(|(k, _)| AsRef::<str>::as_ref(k).eq_ignore_ascii_case(name))
     }
 
     fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        // Values the context holds are visible ASCII; anything else (obs-text) is skipped.
         let (Ok(name), Some(value)) = (
             nats_name(name),
             value
@@ -83,23 +99,59 @@ impl Injector for NatsHeadersMut<'_> {
         ) else {
             return;
         };
-        self.0.insert(name, value);
+        self.map.insert(name, value);
     }
 }
 
+/// How many names the per-thread memo of [`nats_name`] keeps.
+const MEMO_NAMES: usize = 64;
+
+thread_local! {
+    /// Names already converted on this thread (the policy's custom headers and
+    /// `tl-field-*` keys: a small, fixed set per service). Converting a name allocates,
+    /// a memoised one is a reference-count bump. Holds names only, never values, and
+    /// stops growing at [`MEMO_NAMES`].
+    static NAMES: std::cell::RefCell<Vec<(HeaderName, NatsName)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The NATS name for `name`: the names Threadline itself writes are static (no
-/// allocation, no validation); others go through the fallible parser.
+/// allocation, no validation); others go through the fallible parser once per thread.
 fn nats_name(name: &HeaderName) -> Result<NatsName, async_nats::header::ParseHeaderNameError> {
-    const STATIC: [&str; 5] = [
-        "traceparent",
-        "tracestate",
-        "baggage",
-        "x-correlation-id",
-        "x-request-id",
-    ];
-    match STATIC.iter().find(|s| **s == name.as_str()) {
-        Some(s) => Ok(NatsName::from_static(s)),
-        None => NatsName::from_str(name.as_str()),
+    let s = name.as_str();
+    let known = match s {
+        "traceparent" => Some("traceparent"),
+        "tracestate" => Some("tracestate"),
+        "baggage" => Some("baggage"),
+        "x-correlation-id" => Some("x-correlation-id"),
+        "x-request-id" => Some("x-request-id"),
+        "b3" => Some("b3"),
+        "x-b3-traceid" => Some("x-b3-traceid"),
+        "x-b3-spanid" => Some("x-b3-spanid"),
+        "x-b3-parentspanid" => Some("x-b3-parentspanid"),
+        "x-b3-sampled" => Some("x-b3-sampled"),
+        "x-b3-flags" => Some("x-b3-flags"),
+        _ => None,
+    };
+    if let Some(known) = known {
+        return Ok(NatsName::from_static(known));
+    }
+    let memo = NAMES.try_with(|memo| {
+        let mut memo = memo.try_borrow_mut().ok()?;
+        if let Some((_, n)) = memo.iter().find(|(k, _)| k == name) {
+            return Some(Ok(n.clone()));
+        }
+        let parsed = NatsName::from_str(s);
+        if let Ok(n) = &parsed
+            && memo.len() < MEMO_NAMES
+        {
+            memo.push((name.clone(), n.clone()));
+        }
+        Some(parsed)
+    });
+    match memo {
+        Ok(Some(n)) => n,
+        _ => NatsName::from_str(s),
     }
 }
 
@@ -143,6 +195,7 @@ mod tests {
             NatsValue::from_str("mine").unwrap(),
         );
         let mut c = NatsHeadersMut::new(&mut h);
+        assert!(!c.fresh, "a map with headers of the caller's");
         assert!(c.contains(&HeaderName::from_static("x-correlation-id")));
         assert!(!c.contains(&HeaderName::from_static("traceparent")));
         // Non-UTF-8 (obs-text) value: http accepts it, NATS cannot carry it: skipped.
@@ -157,5 +210,32 @@ mod tests {
             h.get(NatsName::from_str("x-ok").unwrap()).unwrap().as_str(),
             "fine"
         );
+    }
+
+    #[test]
+    fn memoised_names_are_the_same_names_and_the_memo_is_bounded() {
+        for round in 0..2 {
+            for i in 0..(MEMO_NAMES + 10) {
+                let name = HeaderName::from_bytes(format!("x-custom-{i}").as_bytes()).unwrap();
+                let mut h = HeaderMap::new();
+                NatsHeadersMut::new(&mut h).set(&name, &HeaderValue::from_static("v"));
+                assert_eq!(
+                    h.get(NatsName::from_str(name.as_str()).unwrap())
+                        .map(NatsValue::as_str),
+                    Some("v"),
+                    "round {round}, {name}"
+                );
+            }
+        }
+        let kept = NAMES.with(|m| m.borrow().len());
+        assert!(kept <= MEMO_NAMES, "{kept}");
+        assert!(kept > 0);
+        // Names Threadline writes itself are never memoised.
+        let mut h = HeaderMap::new();
+        NatsHeadersMut::new(&mut h).set(
+            &HeaderName::from_static("traceparent"),
+            &HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        assert!(NAMES.with(|m| m.borrow().iter().all(|(k, _)| k != "traceparent")));
     }
 }

@@ -472,3 +472,114 @@ async fn nats_thousand_distinct_contexts_consumed_concurrently() {
     assert_eq!(restorer.stats().messages(), N as u64);
     assert_eq!(restorer.stats().with_rejections(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_jetstream_thousand_distinct_contexts_consumed_concurrently_all_acked() {
+    let Some(client) =
+        connect("nats_jetstream_thousand_distinct_contexts_consumed_concurrently_all_acked").await
+    else {
+        return;
+    };
+    const N: usize = 1000;
+    let js = jetstream::new(client);
+    let name = unique("THREADLINE_JS_MANY");
+    let subject = format!("{name}.jobs");
+    let stream = js
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::Memory,
+            max_messages: 2 * N as i64,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let policy = policy();
+
+    // Producers: one task per message, each in its own request context.
+    let mut producers = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let inbound = inbound(&policy, &format!("js-corr-{i}"), &format!("tenant-{i}"));
+        let js = js.clone();
+        let subject = subject.clone();
+        let payload = format!("{i} {}", inbound.trace_id);
+        producers.spawn(inbound.ctx.scope(async move {
+            threadline::bind("user.id", format!("user-{i}"));
+            tokio::task::yield_now().await;
+            js.publish_in_context(subject, payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }));
+    }
+    while let Some(r) = timeout(WAIT * 3, producers.join_next()).await.unwrap() {
+        r.unwrap();
+    }
+
+    // Consumers: every message handled in its own task, concurrently, then acked.
+    let mut consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("many".into()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            max_ack_pending: 2 * N as i64,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let restorer = Restorer::new(policy);
+    let mut messages = consumer.messages().await.unwrap();
+    let mut handlers = tokio::task::JoinSet::new();
+    for _ in 0..N {
+        let msg = timeout(WAIT, messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        handlers.spawn(restorer.handle(msg, |msg| async move {
+            let payload = String::from_utf8(msg.payload.to_vec()).unwrap();
+            let (i, trace) = payload.split_once(' ').unwrap();
+            let mut ok = true;
+            for _ in 0..3 {
+                let ctx = Context::current();
+                ok &= ctx.correlation_id().unwrap().as_str() == format!("js-corr-{i}")
+                    && ctx.trace_id().unwrap().to_string() == trace
+                    && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
+                    && ctx.field("user.id") == Some(format!("user-{i}").as_str());
+                tokio::task::yield_now().await;
+            }
+            let acked = msg.double_ack().await.is_ok();
+            (i.parse::<usize>().unwrap(), ok, acked)
+        }));
+    }
+    drop(messages);
+    let mut seen = vec![false; N];
+    let mut failures = Vec::new();
+    while let Some(r) = timeout(WAIT * 3, handlers.join_next()).await.unwrap() {
+        let (i, ok, acked) = r.unwrap();
+        if !ok {
+            failures.push(format!("message {i} saw a context other than its own"));
+        }
+        if !acked {
+            failures.push(format!("message {i} not acknowledged"));
+        }
+        if seen[i] {
+            failures.push(format!("message {i} handled twice"));
+        }
+        seen[i] = true;
+    }
+    let info = consumer.info().await.unwrap().clone();
+    js.delete_stream(&name).await.unwrap();
+
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(seen.iter().all(|s| *s), "every message handled");
+    assert_eq!(info.num_ack_pending, 0, "every message acknowledged");
+    assert_eq!(info.num_pending, 0, "nothing left to deliver");
+    assert_eq!(
+        info.delivered.stream_sequence, N as u64,
+        "each delivered once"
+    );
+    assert_eq!(restorer.stats().messages(), N as u64);
+    assert_eq!(restorer.stats().with_rejections(), 0);
+    assert_eq!(restorer.stats().without_context(), 0);
+}
