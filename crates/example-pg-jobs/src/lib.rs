@@ -46,16 +46,50 @@
 //! # Ok(()) }
 //! ```
 
+//! # Typed jobs
+//!
+//! With a payload type of your own, [`enqueue_typed`] wraps it in a
+//! [`threadline::json::Envelope`] (the same wire form: the payload's fields plus
+//! `_http_headers`), and [`handle_typed`] reads it back as an `Envelope<T>` and runs the
+//! handler with the payload inside the restored context. A row whose payload is not a
+//! `T` is never lost: the job comes back in the [`PayloadError`].
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use threadline::{Context, Policy};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct SendInvoice { order: u64 }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sqlx::Error> {
+//! # let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+//! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! policy.new_root().scope(example_pg_jobs::enqueue_typed(&pool, "jobs", &SendInvoice { order: 42 })).await?;
+//! for job in example_pg_jobs::claim(&pool, "jobs", 10).await? {
+//!     match example_pg_jobs::handle_typed(&policy, job, |invoice: SendInvoice| async move {
+//!         println!("{:?} invoice {}", Context::current().correlation_id(), invoice.order);
+//!     }).await {
+//!         Ok(((), _report)) => {}
+//!         Err(bad) => { example_pg_jobs::insert_raw(&pool, "jobs_dead", bad.into_job().payload).await?; }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::fmt;
 use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use serde_json::{Map, Value};
 // Table names are checked by `check` (only [a-z0-9_]) before they reach SQL.
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool};
-use threadline::json::{DEFAULT_KEY, JsonCarrier, JsonCarrierMut};
+use threadline::json::{DEFAULT_KEY, Envelope, JsonCarrier, JsonCarrierMut};
 use threadline::{Context, Policy, Report};
 
 /// One job taken off the table.
@@ -172,4 +206,81 @@ where
     let (ctx, report) = extract(policy, &mut job);
     let fut = ctx.clone().sync_scope(|| handler(job));
     (ctx.scope(fut).await, report)
+}
+
+/// Inserts a typed job: `payload` wrapped in an [`Envelope`] with the current context
+/// (nothing is added outside any scope). A payload that does not serialise as a JSON
+/// object is refused with `sqlx::Error::Encode`, before anything is written.
+pub async fn enqueue_typed<T: Serialize>(
+    pool: &PgPool,
+    table: &str,
+    payload: &T,
+) -> Result<i64, sqlx::Error> {
+    let table = check(table)?;
+    let value = serde_json::to_value(Envelope::wrap(payload))
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let Value::Object(payload) = value else {
+        unreachable!("an envelope serialises as a JSON object")
+    };
+    insert_raw(pool, table, payload).await
+}
+
+/// A claimed job whose payload is not the expected type. The job comes back untouched
+/// (payload and context key as they were), so it can be stored again or set aside.
+#[derive(Debug)]
+pub struct PayloadError {
+    job: Job,
+    error: serde_json::Error,
+}
+
+impl PayloadError {
+    /// The job, as it was claimed.
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The job, as it was claimed.
+    pub fn into_job(self) -> Job {
+        self.job
+    }
+}
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "job {} has an unexpected payload: {}",
+            self.job.id, self.error
+        )
+    }
+}
+
+impl std::error::Error for PayloadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Reads `job` as an [`Envelope<T>`] and runs `handler(payload)` inside the context it
+/// carries (a fresh one when it carries none or a broken one; what the policy drops is
+/// listed in the report). Only a payload that is not a `T` is an error, and then the
+/// job is handed back.
+pub async fn handle_typed<T, F, Fut>(
+    policy: &Policy,
+    job: Job,
+    handler: F,
+) -> Result<(Fut::Output, Report), PayloadError>
+where
+    T: DeserializeOwned,
+    F: FnOnce(T) -> Fut,
+    Fut: Future,
+{
+    let envelope: Envelope<T> = match serde_json::from_value(Value::Object(job.payload.clone())) {
+        Ok(e) => e,
+        Err(error) => return Err(PayloadError { job, error }),
+    };
+    let (payload, captured) = envelope.into_parts(policy);
+    let ctx = captured.context;
+    let fut = ctx.clone().sync_scope(|| handler(payload));
+    Ok((ctx.scope(fut).await, captured.report))
 }

@@ -307,3 +307,125 @@ async fn postgres_json_envelope_thousand_distinct_contexts_consumed_concurrently
     assert_eq!(drop_table(&pool, &name).await, 0);
     assert!(seen.iter().all(|s| *s), "every job handled");
 }
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct SendInvoice {
+    order: u64,
+    amount_cents: u64,
+}
+
+#[tokio::test]
+async fn postgres_typed_envelope_restores_context_and_hands_back_bad_payloads() {
+    let Some(pool) =
+        connect("postgres_typed_envelope_restores_context_and_hands_back_bad_payloads").await
+    else {
+        return;
+    };
+    let name = table(&pool, "tl_typed").await;
+    let policy = policy();
+    let trace_id = TraceId::random();
+    let parent_id = SpanId::random();
+    let mut req = http::HeaderMap::new();
+    req.insert("x-correlation-id", "invoice-7".parse().unwrap());
+    req.insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    req.insert("x-tenant-id", "acme".parse().unwrap());
+    let inbound = policy.capture(&req, Trust::Untrusted).context;
+
+    // A typed job from inside the request, one with a broken context and one that is
+    // not an invoice at all.
+    let producer = inbound
+        .scope(async {
+            threadline::bind("user.id", "erin");
+            let invoice = SendInvoice {
+                order: 7,
+                amount_cents: 1250,
+            };
+            example_pg_jobs::enqueue_typed(&pool, &name, &invoice)
+                .await
+                .unwrap();
+            Context::current()
+        })
+        .await;
+    example_pg_jobs::insert_raw(
+        &pool,
+        &name,
+        object(json!({"order": 8, "amount_cents": 1, "_http_headers": "{broken"})),
+    )
+    .await
+    .unwrap();
+    let not_an_invoice = json!({"order": "eight", "_http_headers": {"x-correlation-id": "x-9"}});
+    example_pg_jobs::insert_raw(&pool, &name, object(not_an_invoice.clone()))
+        .await
+        .unwrap();
+    // A payload that is not an object is refused before anything is written.
+    let refused = example_pg_jobs::enqueue_typed(&pool, &name, &[1, 2, 3]).await;
+    assert!(
+        matches!(refused, Err(sqlx::Error::Encode(_))),
+        "{refused:?}"
+    );
+
+    let (stored,): (sqlx::types::Json<Value>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT payload FROM {name} ORDER BY id LIMIT 1"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.0["order"], 7);
+    assert_eq!(stored.0["amount_cents"], 1250);
+    assert_eq!(stored.0["_http_headers"]["x-correlation-id"], "invoice-7");
+    assert_eq!(stored.0["_http_headers"]["tl-field-user.id"], "erin");
+
+    let jobs = example_pg_jobs::claim(&pool, &name, 10).await.unwrap();
+    assert_eq!(jobs.len(), 3, "the refused payload was never written");
+    let mut handled = Vec::new();
+    let mut handed_back = Vec::new();
+    for job in jobs {
+        let id = job.id;
+        match example_pg_jobs::handle_typed(&policy, job, |invoice: SendInvoice| async move {
+            (invoice, Context::current())
+        })
+        .await
+        {
+            Ok(((invoice, ctx), report)) => handled.push((invoice, ctx, report)),
+            Err(bad) => {
+                assert!(bad.to_string().contains(&format!("job {id}")), "{bad}");
+                handed_back.push(bad.into_job());
+            }
+        }
+    }
+    assert_eq!(drop_table(&pool, &name).await, 0);
+    assert_eq!(handled.len() + handed_back.len(), 3, "count in = count out");
+
+    let (invoice, consumer, report) = &handled[0];
+    assert_eq!(
+        invoice,
+        &SendInvoice {
+            order: 7,
+            amount_cents: 1250
+        }
+    );
+    assert!(report.is_empty(), "{report:?}");
+    assert_eq!(consumer.correlation_id().unwrap().as_str(), "invoice-7");
+    let ct = consumer.trace().unwrap();
+    assert_eq!(ct.trace_id(), trace_id, "same trace id");
+    assert_ne!(ct.parent_id(), Some(parent_id), "a new parent id");
+    assert_ne!(ct.parent_id(), producer.span_id());
+    assert_eq!(consumer.get("x-tenant-id"), Some("acme"));
+    assert_eq!(consumer.field("user.id"), Some("erin"));
+
+    let (invoice, fresh, report) = &handled[1];
+    assert_eq!(invoice.order, 8, "a broken context never fails the payload");
+    assert_eq!(report.len(), 1, "the broken key is counted");
+    assert!(fresh.trace().unwrap().parent_id().is_none(), "a new trace");
+    assert_ne!(fresh.correlation_id(), consumer.correlation_id());
+
+    assert_eq!(handed_back.len(), 1);
+    assert_eq!(
+        Value::Object(handed_back[0].payload.clone()),
+        not_an_invoice,
+        "handed back untouched"
+    );
+}
