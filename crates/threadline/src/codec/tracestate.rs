@@ -111,23 +111,22 @@ impl TraceState {
     /// Checks a list (one header value or several joined by `,`) against every rule.
     /// Returns the number of members.
     pub fn validate(list: &[u8]) -> Result<usize, Error> {
-        let mut n = 0usize;
-        // Keys seen so far, for the duplicate check; at most MAX_MEMBERS of them.
-        let mut keys: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
+        // Keys seen so far, for the duplicate check (inline up to 8: no allocation and
+        // nothing to zero for the usual one to three members).
+        let mut keys: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
         for m in members(list) {
-            if n == MAX_MEMBERS {
+            if keys.len() == MAX_MEMBERS {
                 return Err(err(ErrorKind::TooManyMembers));
             }
             let (k, v) = split_member(m)?;
             validate_key(k)?;
             validate_value(v)?;
-            if keys[..n].contains(&k) {
+            if keys.contains(&k) {
                 return Err(err(ErrorKind::Duplicate));
             }
-            keys[n] = k;
-            n += 1;
+            keys.push(k);
         }
-        Ok(n)
+        Ok(keys.len())
     }
 
     /// Decodes one value (allocates the stored copy).
