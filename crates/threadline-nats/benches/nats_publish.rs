@@ -5,7 +5,8 @@
 //!   (`without_context`), with the same context headers built once and cloned
 //!   (`prebuilt_headers`: what async-nats and the server charge for headers at all), and
 //!   `publish_in_context` (`with_context`: correlation id, traceparent, x-tenant-id and a
-//!   bound user.id);
+//!   bound user.id), and `context_headers_reused` (`ContextHeaders`: the context's
+//!   headers built once per scope, cloned per message with a fresh traceparent);
 //! - `nats_jetstream_publish_ack/*`: JetStream publish awaiting the stream's ack;
 //! - an interleaved same-run ratio (batches of each variant alternate), printed;
 //! - `core_inject_http_headermap` / `nats_inject_only`: the injection alone.
@@ -115,6 +116,24 @@ fn publish(c: &mut Criterion) {
             }))
         })
     });
+    // The context's headers built once per scope, cloned per message with a fresh
+    // traceparent (`ContextHeaders`): for many messages published from one context.
+    group.bench_function("context_headers_reused", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(ctx.clone().scope(async {
+                let reused = threadline_nats::ContextHeaders::current();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    client
+                        .publish_with_headers(subject.clone(), reused.headers(), payload.clone())
+                        .await
+                        .expect("publish");
+                }
+                client.flush().await.expect("flush");
+                start.elapsed()
+            }))
+        })
+    });
     group.finish();
 
     // JetStream: each publish waits for the stream's acknowledgement (a round trip).
@@ -171,7 +190,12 @@ fn publish(c: &mut Criterion) {
 
     // Same-run ratio, robust to load drifting on a shared machine: batches of each
     // variant alternate, and the totals are compared.
-    let (mut plain, mut prebuilt_t, mut with) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut plain, mut prebuilt_t, mut with, mut reused_t) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
     const ROUNDS: usize = 20;
     const BATCH: usize = 2000;
     rt.block_on(async {
@@ -210,18 +234,44 @@ fn publish(c: &mut Criterion) {
                     start.elapsed()
                 })
                 .await;
+
+            reused_t += ctx
+                .clone()
+                .scope(async {
+                    let reused = threadline_nats::ContextHeaders::current();
+                    let start = Instant::now();
+                    for _ in 0..BATCH {
+                        client
+                            .publish_with_headers(
+                                subject.clone(),
+                                reused.headers(),
+                                payload.clone(),
+                            )
+                            .await
+                            .expect("publish");
+                    }
+                    client.flush().await.expect("flush");
+                    start.elapsed()
+                })
+                .await;
         }
     });
     let per = |d: Duration| d.as_nanos() as f64 / (ROUNDS * BATCH) as f64;
     println!(
         "nats_publish interleaved ({ROUNDS}x{BATCH} each): without_context {:.0} ns/msg, \
-         prebuilt_headers {:.0} ns/msg, with_context {:.0} ns/msg; \
-         throughput with/without = {:.3}, with/prebuilt = {:.3}",
+         prebuilt_headers {:.0} ns/msg, with_context {:.0} ns/msg, \
+         context_headers_reused {:.0} ns/msg; \
+         throughput with/without = {:.3}, with/prebuilt = {:.3}, prebuilt/without = {:.3}, \
+         reused/without = {:.3}, reused/prebuilt = {:.3}",
         per(plain),
         per(prebuilt_t),
         per(with),
+        per(reused_t),
         plain.as_secs_f64() / with.as_secs_f64(),
         prebuilt_t.as_secs_f64() / with.as_secs_f64(),
+        plain.as_secs_f64() / prebuilt_t.as_secs_f64(),
+        plain.as_secs_f64() / reused_t.as_secs_f64(),
+        prebuilt_t.as_secs_f64() / reused_t.as_secs_f64(),
     );
 
     // The core's own share: the same context into an `http::HeaderMap` message carrier.

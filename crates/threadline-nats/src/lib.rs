@@ -117,4 +117,4 @@ pub use carrier::{NatsHeaders, NatsHeadersMut};
 pub use consume::{NatsMessage, Restorer, Stats, extract, handle};
 #[cfg(feature = "jetstream")]
 pub use publish::JetStreamExt;
-pub use publish::{ClientExt, current_headers, inject, inject_current};
+pub use publish::{ClientExt, ContextHeaders, current_headers, inject, inject_current};
