@@ -198,8 +198,10 @@ fn publish(c: &mut Criterion) {
     );
     const ROUNDS: usize = 20;
     const BATCH: usize = 2000;
+    let mut rounds: Vec<[f64; 4]> = Vec::with_capacity(ROUNDS);
     rt.block_on(async {
         for _ in 0..ROUNDS {
+            let before = [plain, prebuilt_t, with, reused_t];
             let start = Instant::now();
             for _ in 0..BATCH {
                 client
@@ -254,8 +256,28 @@ fn publish(c: &mut Criterion) {
                     start.elapsed()
                 })
                 .await;
+            let after = [plain, prebuilt_t, with, reused_t];
+            rounds.push(std::array::from_fn(|i| {
+                (after[i] - before[i]).as_secs_f64()
+            }));
         }
     });
+    // Per-round throughput ratios, median: robust to load that comes and goes.
+    let median = |f: &dyn Fn(&[f64; 4]) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "nats_publish interleaved, median of per-round ratios: with/without = {:.3}, \
+         with/prebuilt = {:.3}, prebuilt/without = {:.3}, reused/without = {:.3}, \
+         reused/prebuilt = {:.3}",
+        median(&|r| r[0] / r[2]),
+        median(&|r| r[1] / r[2]),
+        median(&|r| r[0] / r[1]),
+        median(&|r| r[0] / r[3]),
+        median(&|r| r[1] / r[3]),
+    );
     let per = |d: Duration| d.as_nanos() as f64 / (ROUNDS * BATCH) as f64;
     println!(
         "nats_publish interleaved ({ROUNDS}x{BATCH} each): without_context {:.0} ns/msg, \
