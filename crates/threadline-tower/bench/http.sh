@@ -34,7 +34,7 @@ DURATION=${DURATION:-3}
 CONNS=${CONNS:-32}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-VARIANTS=${VARIANTS:-"bare threadline tower-http otel from-fn threadline-span"}
+VARIANTS=${VARIANTS:-"bare threadline tower-http otel from-fn threadline-span tower-http-trace"}
 HOP=${HOP:-1}
 CARGO=${CARGO:-cargo}
 

@@ -13,6 +13,7 @@
 //! | `otel` | OpenTelemetry `TraceContextPropagator` extract + attach (`from_fn`) |
 //! | `from-fn` | an empty `axum::middleware::from_fn` |
 //! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
+//! | `tower-http-trace` | tower-http `SetRequestId` + `TraceLayer` with a span carrying the request id + `PropagateRequestId` (the usual way to get the id into logs) |
 //! | `hop-plain` | `ThreadlineLayer`; the handler calls a keep-alive backend (hyper-util) |
 //! | `hop-static` | the same, the handler setting the five headers by hand (static values): the wire cost alone |
 //! | `hop-propagate` | the same, with `PropagateLayer` on the client |
@@ -163,6 +164,28 @@ async fn router(variant: &str) -> Option<Router> {
         "tower-http" => hello().layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(CORRELATION, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(CORRELATION)),
+        ),
+        "tower-http-trace" => hello().layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(CORRELATION, MakeRequestUuid))
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                        |req: &http::Request<Body>| {
+                            let id = req
+                                .headers()
+                                .get(CORRELATION)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                uri = %req.uri(),
+                                request_id = %id,
+                            )
+                        },
+                    ),
+                )
                 .layer(PropagateRequestIdLayer::new(CORRELATION)),
         ),
         "otel" => hello().layer(middleware::from_fn(otel_mw)),

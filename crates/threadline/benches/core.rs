@@ -68,6 +68,10 @@ fn traceparent(c: &mut Criterion) {
             black_box(tp.child().encode());
         })
     });
+    let ts = shared("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+    g.bench_function("threadline tracestate validate (2 members)", |b| {
+        b.iter(|| black_box(threadline::codec::TraceState::from_header(black_box(&ts))))
+    });
     let policy = Policy::builder().baggage(false).build().unwrap();
     g.bench_function("threadline capture + inject (HeaderMap)", |b| {
         let mut out = HeaderMap::with_capacity(8);

@@ -215,7 +215,7 @@ pub(crate) struct Inner {
     pub(crate) correlation_id: Option<CorrelationId>,
     pub(crate) trace: Option<TraceContext>,
     pub(crate) baggage: Option<Baggage>,
-    pub(crate) headers: SmallVec<[Header; 6]>,
+    pub(crate) headers: SmallVec<[Header; 4]>,
     pub(crate) fields: SmallVec<[Field; 2]>,
 }
 

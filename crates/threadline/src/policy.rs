@@ -767,7 +767,7 @@ impl Policy {
         };
 
         // Custom headers.
-        let mut headers: SmallVec<[Header; 6]> = SmallVec::new();
+        let mut headers: SmallVec<[Header; 4]> = SmallVec::new();
         for (index, rule) in p.rules.iter().enumerate() {
             let key = HeaderKey::Rule(index as u16);
             let value = match single(carrier, &rule.name) {
@@ -1043,7 +1043,7 @@ impl Policy {
         &self,
         carrier: &E,
         except: &[HeaderName],
-        headers: &mut SmallVec<[Header; 6]>,
+        headers: &mut SmallVec<[Header; 4]>,
         total: &mut usize,
         report: &mut Report,
     ) {

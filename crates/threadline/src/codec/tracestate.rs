@@ -47,18 +47,28 @@ const fn err(kind: ErrorKind) -> Error {
     Error::new(Codec::TraceState, kind)
 }
 
+/// `lcalpha / DIGIT / "_" / "-" / "*" / "/"`.
+static KEY_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
+        c += 1;
+    }
+    t
+};
+
+/// Whether every byte is a key character (no early exit: keys are short and valid).
 #[inline]
-fn key_char(b: u8) -> bool {
-    matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+fn all_key_chars(k: &[u8]) -> bool {
+    k.iter().fold(true, |ok, &b| ok & KEY_CHAR[b as usize])
 }
 
 fn validate_key(k: &[u8]) -> Result<(), Error> {
     match k.iter().position(|&b| b == b'@') {
         None => {
-            let ok = !k.is_empty()
-                && k.len() <= 256
-                && k[0].is_ascii_lowercase()
-                && k.iter().all(|&b| key_char(b));
+            let ok =
+                !k.is_empty() && k.len() <= 256 && k[0].is_ascii_lowercase() && all_key_chars(k);
             if ok { Ok(()) } else { Err(err(ErrorKind::Key)) }
         }
         Some(at) => {
@@ -66,11 +76,11 @@ fn validate_key(k: &[u8]) -> Result<(), Error> {
             let ok = !tenant.is_empty()
                 && tenant.len() <= 241
                 && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && tenant.iter().all(|&b| key_char(b))
+                && all_key_chars(tenant)
                 && !system.is_empty()
                 && system.len() <= 14
                 && system[0].is_ascii_lowercase()
-                && system.iter().all(|&b| key_char(b));
+                && all_key_chars(system);
             if ok { Ok(()) } else { Err(err(ErrorKind::Key)) }
         }
     }
@@ -78,10 +88,13 @@ fn validate_key(k: &[u8]) -> Result<(), Error> {
 
 fn validate_value(v: &[u8]) -> Result<(), Error> {
     let nblk = |b: u8| matches!(b, 0x21..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e);
-    let ok = !v.is_empty()
-        && v.len() <= 256
-        && v.iter().all(|&b| b == b' ' || nblk(b))
-        && nblk(v[v.len() - 1]);
+    // chr = %x20 / nblk-chr: printable ASCII but "," and "="; branch-free so it vectorises.
+    let bad = v.iter().fold(0u8, |acc, &b| {
+        acc | u8::from(b.wrapping_sub(0x20) > 0x7e - 0x20)
+            | u8::from(b == b',')
+            | u8::from(b == b'=')
+    });
+    let ok = !v.is_empty() && v.len() <= 256 && bad == 0 && nblk(v[v.len() - 1]);
     if ok {
         Ok(())
     } else {
