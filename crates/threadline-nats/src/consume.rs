@@ -1,11 +1,9 @@
 //! Consumer side: restore the producer's context from a received message.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::HeaderMap;
-use threadline::{Captured, Context, Extractor, Policy, Report, Scoped, names};
+use threadline::{Captured, Context, Policy, Report, Scoped};
 
 use crate::carrier::NatsHeaders;
 
@@ -102,51 +100,31 @@ where
 /// ```
 #[derive(Clone, Debug)]
 pub struct Restorer {
-    policy: Policy,
-    counts: Arc<Counts>,
+    inner: threadline::Restorer,
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    messages: AtomicU64,
-    without_context: AtomicU64,
-    with_rejections: AtomicU64,
-    rejected_values: AtomicU64,
-}
+/// Counters of a [`Restorer`] (the core's [`threadline::RestoreStats`]).
+pub use threadline::RestoreStats as Stats;
 
 impl Restorer {
     /// A restorer applying `policy`.
     pub fn new(policy: Policy) -> Self {
         Restorer {
-            policy,
-            counts: Arc::default(),
+            inner: threadline::Restorer::new(policy),
         }
     }
 
     /// The policy applied.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        self.inner.policy()
     }
 
     /// Like [`extract`], counting the message and what was dropped from it.
     pub fn extract<M: NatsMessage + ?Sized>(&self, msg: &M) -> Captured {
-        let c = &self.counts;
-        c.messages.fetch_add(1, Ordering::Relaxed);
-        let carried = msg.nats_headers().is_some_and(|h| {
-            let h = NatsHeaders::new(h);
-            h.get_all(&names::TRACEPARENT).next().is_some()
-                || h.get_all(self.policy.correlation_header()).next().is_some()
-        });
-        if !carried {
-            c.without_context.fetch_add(1, Ordering::Relaxed);
+        match msg.nats_headers() {
+            Some(h) if !h.is_empty() => self.inner.extract(&NatsHeaders::new(h)),
+            _ => self.inner.fresh(),
         }
-        let captured = extract(&self.policy, msg);
-        if !captured.report.is_empty() {
-            c.with_rejections.fetch_add(1, Ordering::Relaxed);
-            c.rejected_values
-                .fetch_add(captured.report.len() as u64, Ordering::Relaxed);
-        }
-        captured
     }
 
     /// Like [`handle`], counting as [`Restorer::extract`] does.
@@ -161,45 +139,6 @@ impl Restorer {
 
     /// What was restored so far.
     pub fn stats(&self) -> Stats {
-        let c = &self.counts;
-        Stats {
-            messages: c.messages.load(Ordering::Relaxed),
-            without_context: c.without_context.load(Ordering::Relaxed),
-            with_rejections: c.with_rejections.load(Ordering::Relaxed),
-            rejected_values: c.rejected_values.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counters of a [`Restorer`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    messages: u64,
-    without_context: u64,
-    with_rejections: u64,
-    rejected_values: u64,
-}
-
-impl Stats {
-    /// Messages seen (each one ran, or was handed back, with a context).
-    pub fn messages(&self) -> u64 {
-        self.messages
-    }
-
-    /// Messages that carried neither a `traceparent` nor a correlation id: they ran in
-    /// a fresh context.
-    pub fn without_context(&self) -> u64 {
-        self.without_context
-    }
-
-    /// Messages from which at least one value was dropped (malformed, oversized, wrong
-    /// type, duplicate).
-    pub fn with_rejections(&self) -> u64 {
-        self.with_rejections
-    }
-
-    /// Values dropped in all (one message can drop several).
-    pub fn rejected_values(&self) -> u64 {
-        self.rejected_values
+        self.inner.stats()
     }
 }

@@ -3,11 +3,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::Value;
 use redis::streams::StreamId;
-use threadline::{Captured, Context, Extractor, Policy, Report, Scoped, names};
+use threadline::{Captured, Context, Policy, Report, Scoped};
 
 use crate::carrier::{DEFAULT_PREFIX, StreamFields};
 
@@ -114,18 +113,12 @@ where
 /// ```
 #[derive(Clone, Debug)]
 pub struct Restorer {
-    policy: Policy,
+    inner: threadline::Restorer,
     prefix: Arc<str>,
-    counts: Arc<Counts>,
 }
 
-#[derive(Debug, Default)]
-struct Counts {
-    messages: AtomicU64,
-    without_context: AtomicU64,
-    with_rejections: AtomicU64,
-    rejected_values: AtomicU64,
-}
+/// Counters of a [`Restorer`] (the core's [`threadline::RestoreStats`]).
+pub use threadline::RestoreStats as Stats;
 
 impl Restorer {
     /// A restorer applying `policy`.
@@ -136,37 +129,24 @@ impl Restorer {
     /// A restorer reading context fields under `prefix` instead of [`DEFAULT_PREFIX`].
     pub fn with_prefix(policy: Policy, prefix: &str) -> Self {
         Restorer {
-            policy,
+            inner: threadline::Restorer::new(policy),
             prefix: prefix.into(),
-            counts: Arc::default(),
         }
     }
 
     /// The policy applied.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        self.inner.policy()
     }
 
     /// Like [`extract`], counting the message and what was dropped from it.
     pub fn extract<E: StreamEntry + ?Sized>(&self, entry: &E) -> Captured {
-        let c = &self.counts;
-        c.messages.fetch_add(1, Ordering::Relaxed);
         let fields = StreamFields::with_prefix(entry.stream_fields(), &self.prefix);
-        let carried = fields.get_all(&names::TRACEPARENT).next().is_some()
-            || fields
-                .get_all(self.policy.correlation_header())
-                .next()
-                .is_some();
-        if !carried {
-            c.without_context.fetch_add(1, Ordering::Relaxed);
+        if fields.is_empty() {
+            self.inner.fresh()
+        } else {
+            self.inner.extract(&fields)
         }
-        let captured = extract_with_prefix(&self.policy, entry, &self.prefix);
-        if !captured.report.is_empty() {
-            c.with_rejections.fetch_add(1, Ordering::Relaxed);
-            c.rejected_values
-                .fetch_add(captured.report.len() as u64, Ordering::Relaxed);
-        }
-        captured
     }
 
     /// Like [`handle`], counting as [`Restorer::extract`] does.
@@ -181,45 +161,6 @@ impl Restorer {
 
     /// What was restored so far.
     pub fn stats(&self) -> Stats {
-        let c = &self.counts;
-        Stats {
-            messages: c.messages.load(Ordering::Relaxed),
-            without_context: c.without_context.load(Ordering::Relaxed),
-            with_rejections: c.with_rejections.load(Ordering::Relaxed),
-            rejected_values: c.rejected_values.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counters of a [`Restorer`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    messages: u64,
-    without_context: u64,
-    with_rejections: u64,
-    rejected_values: u64,
-}
-
-impl Stats {
-    /// Entries seen (each one ran, or was handed back, with a context).
-    pub fn messages(&self) -> u64 {
-        self.messages
-    }
-
-    /// Entries that carried neither a `traceparent` nor a correlation id: they ran in
-    /// a fresh context.
-    pub fn without_context(&self) -> u64 {
-        self.without_context
-    }
-
-    /// Entries from which at least one value was dropped (malformed, oversized, wrong
-    /// type, duplicate).
-    pub fn with_rejections(&self) -> u64 {
-        self.with_rejections
-    }
-
-    /// Values dropped in all (one entry can drop several).
-    pub fn rejected_values(&self) -> u64 {
-        self.rejected_values
+        self.inner.stats()
     }
 }

@@ -65,6 +65,7 @@ mod context;
 pub mod json;
 pub mod names;
 mod policy;
+pub mod restore;
 mod scope;
 
 pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
@@ -75,6 +76,7 @@ pub use policy::{
     B3Emit, CREDENTIALS, Captured, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy,
     PolicyBuilder, PolicyError, Reason, Rejection, Report, Trust, Validator,
 };
+pub use restore::{Restorer, Stats as RestoreStats};
 pub use scope::{
     BindError, InCurrentContext, NoContext, Scoped, bind, spawn, spawn_blocking, try_bind,
 };
