@@ -2,8 +2,7 @@
 //! Each test prints a loud SKIP and returns when PostgreSQL is unreachable, unless
 //! THREADLINE_REQUIRE_SERVICES=1.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -28,28 +27,12 @@ async fn connect(test: &str) -> Option<PgPool> {
         Ok(Err(e)) => e.to_string(),
         Err(_) => "connect timed out".to_owned(),
     };
-    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: PostgreSQL is required but unreachable on 127.0.0.1:5432: {why}");
-    }
-    eprintln!(
-        "\n*** SKIP {test}: PostgreSQL is not reachable on 127.0.0.1:5432 ({why}); \
-         set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
-    );
+    threadline_testkit::unavailable(test, "PostgreSQL", "127.0.0.1:5432", &why);
     None
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-        % 1_000_000_000_000;
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    threadline_testkit::unique(prefix, '_')
 }
 
 async fn table(pool: &PgPool, prefix: &str) -> String {

@@ -1,8 +1,7 @@
 //! Against the RabbitMQ server on 127.0.0.1:5672 (guest/guest). Each test prints a loud
 //! SKIP and returns when RabbitMQ is unreachable, unless THREADLINE_REQUIRE_SERVICES=1.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -30,27 +29,12 @@ async fn connect(test: &str) -> Option<Connection> {
         Ok(Err(e)) => e.to_string(),
         Err(_) => "connect timed out".to_owned(),
     };
-    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: RabbitMQ is required but unreachable on 127.0.0.1:5672: {why}");
-    }
-    eprintln!(
-        "\n*** SKIP {test}: RabbitMQ is not reachable on 127.0.0.1:5672 ({why}); \
-         set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
-    );
+    threadline_testkit::unavailable(test, "RabbitMQ", "127.0.0.1:5672", &why);
     None
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}.{}.{nanos}.{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    threadline_testkit::unique(prefix, '.')
 }
 
 fn policy() -> Policy {

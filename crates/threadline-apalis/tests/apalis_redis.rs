@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use apalis_core::backend::TaskSink;
 use apalis_core::error::BoxDynError;
@@ -35,27 +35,12 @@ async fn connect(test: &str) -> Option<ConnectionManager> {
         Ok(Err(e)) => e.to_string(),
         Err(_) => "connect timed out".to_owned(),
     };
-    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: Redis is required but unreachable on 127.0.0.1:6379: {why}");
-    }
-    eprintln!(
-        "\n*** SKIP {test}: Redis is not reachable on 127.0.0.1:6379 ({why}); \
-         set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
-    );
+    threadline_testkit::unavailable(test, "Redis", "127.0.0.1:6379", &why);
     None
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}:{}:{nanos}:{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    threadline_testkit::unique(prefix, ':')
 }
 
 fn policy() -> Policy {

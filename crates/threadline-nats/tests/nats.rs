@@ -2,8 +2,7 @@
 //! SKIP and returns when NATS is unreachable, unless THREADLINE_REQUIRE_SERVICES=1.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use async_nats::{Client, HeaderMap, HeaderName, HeaderValue};
@@ -26,27 +25,12 @@ async fn connect(test: &str) -> Option<Client> {
         Ok(Err(e)) => e.to_string(),
         Err(_) => "connect timed out".to_owned(),
     };
-    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: NATS is required but unreachable on 127.0.0.1:4222: {why}");
-    }
-    eprintln!(
-        "\n*** SKIP {test}: NATS is not reachable on 127.0.0.1:4222 ({why}); \
-         set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
-    );
+    threadline_testkit::unavailable(test, "NATS", "127.0.0.1:4222", &why);
     None
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    threadline_testkit::unique(prefix, '_')
 }
 
 fn policy() -> Policy {
