@@ -255,28 +255,20 @@ fn route<B>(req: &Request<B>) -> &str {
 }
 
 fn request_span<B>(req: &Request<B>, ctx: &Context) -> tracing::Span {
-    use tracing::field::{Empty, display};
-    let span = tracing::info_span!(
+    use tracing::field::Empty;
+    // Every known field at creation: one dispatch instead of a `record` call per id.
+    let trace = ctx.trace();
+    tracing::info_span!(
         target: "threadline_tower",
         "request",
         method = %req.method(),
         route = route(req),
         status = Empty,
         latency_us = Empty,
-        correlation_id = Empty,
-        trace_id = Empty,
-        span_id = Empty,
-    );
-    if !span.is_disabled() {
-        if let Some(id) = ctx.correlation_id() {
-            span.record("correlation_id", id.as_str());
-        }
-        if let Some(t) = ctx.trace() {
-            span.record("trace_id", display(t.trace_id()));
-            span.record("span_id", display(t.span_id()));
-        }
-    }
-    span
+        correlation_id = ctx.correlation_id().map(|id| id.as_str()),
+        trace_id = trace.map(|t| tracing::field::display(t.trace_id())),
+        span_id = trace.map(|t| tracing::field::display(t.span_id())),
+    )
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Threadline<S>
