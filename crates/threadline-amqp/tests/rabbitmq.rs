@@ -2,6 +2,7 @@
 //! SKIP and returns when RabbitMQ is unreachable, unless THREADLINE_REQUIRE_SERVICES=1.
 
 use std::time::Duration;
+use threadline_testkit::inbound;
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -39,32 +40,6 @@ fn unique(prefix: &str) -> String {
 
 fn policy() -> Policy {
     Policy::builder().header("x-tenant-id").build().unwrap()
-}
-
-struct Inbound {
-    ctx: Context,
-    trace_id: TraceId,
-    parent_id: SpanId,
-}
-
-/// What an HTTP server layer would capture from an inbound request.
-fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
-    let trace_id = TraceId::random();
-    let parent_id = SpanId::random();
-    let mut req = http::HeaderMap::new();
-    req.insert("x-correlation-id", correlation_id.parse().unwrap());
-    req.insert(
-        "traceparent",
-        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
-    );
-    req.insert("x-tenant-id", tenant.parse().unwrap());
-    let captured = policy.capture(&req, Trust::Untrusted);
-    assert!(captured.report.is_empty(), "{:?}", captured.report);
-    Inbound {
-        ctx: captured.context,
-        trace_id,
-        parent_id,
-    }
 }
 
 async fn queue(channel: &Channel, name: &str) {

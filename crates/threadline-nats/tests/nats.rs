@@ -3,12 +3,13 @@
 
 use std::str::FromStr;
 use std::time::Duration;
+use threadline_testkit::{Inbound, inbound};
 
 use async_nats::jetstream::{self, consumer::pull, stream};
 use async_nats::{Client, HeaderMap, HeaderName, HeaderValue};
 use futures_util::StreamExt;
 use threadline::codec::{SpanId, TraceId};
-use threadline::{Context, Policy, Trust};
+use threadline::{Context, Policy};
 use threadline_nats::{ClientExt, JetStreamExt, Restorer};
 use tokio::time::timeout;
 
@@ -35,32 +36,6 @@ fn unique(prefix: &str) -> String {
 
 fn policy() -> Policy {
     Policy::builder().header("x-tenant-id").build().unwrap()
-}
-
-/// What an HTTP server layer would capture from an inbound request.
-struct Inbound {
-    ctx: Context,
-    trace_id: TraceId,
-    parent_id: SpanId,
-}
-
-fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
-    let trace_id = TraceId::random();
-    let parent_id = SpanId::random();
-    let mut req = http::HeaderMap::new();
-    req.insert("x-correlation-id", correlation_id.parse().unwrap());
-    req.insert(
-        "traceparent",
-        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
-    );
-    req.insert("x-tenant-id", tenant.parse().unwrap());
-    let captured = policy.capture(&req, Trust::Untrusted);
-    assert!(captured.report.is_empty(), "{:?}", captured.report);
-    Inbound {
-        ctx: captured.context,
-        trace_id,
-        parent_id,
-    }
 }
 
 /// Asserts that the consumer's context continues the producer's.

@@ -53,3 +53,47 @@ pub fn unique(prefix: &str, sep: char) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+use threadline::codec::{SpanId, TraceId};
+use threadline::{Context, Policy, Trust};
+
+/// What an HTTP server layer would have captured from an inbound request: the context,
+/// and the trace id and caller's parent id it was sent, to compare with downstream.
+pub struct Inbound {
+    /// The captured context.
+    pub ctx: Context,
+    /// The trace id the request carried.
+    pub trace_id: TraceId,
+    /// The parent id the request carried (the caller's span).
+    pub parent_id: SpanId,
+}
+
+/// Captures a request carrying `x-correlation-id: correlation_id`, a fresh
+/// `traceparent` and `x-tenant-id: tenant` through `policy`, as an untrusted caller.
+///
+/// # Panics
+///
+/// When the values are not valid header values or the policy drops any of them.
+pub fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
+    let trace_id = TraceId::random();
+    let parent_id = SpanId::random();
+    let mut req = http::HeaderMap::new();
+    req.insert(
+        "x-correlation-id",
+        correlation_id.parse().expect("a header value"),
+    );
+    req.insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01")
+            .parse()
+            .expect("a header value"),
+    );
+    req.insert("x-tenant-id", tenant.parse().expect("a header value"));
+    let captured = policy.capture(&req, Trust::Untrusted);
+    assert!(captured.report.is_empty(), "{:?}", captured.report);
+    Inbound {
+        ctx: captured.context,
+        trace_id,
+        parent_id,
+    }
+}
