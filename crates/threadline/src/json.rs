@@ -156,10 +156,8 @@ impl Injector for JsonCarrierMut<'_> {
     }
 }
 
-#[cfg(feature = "serde")]
 pub use envelope::{Envelope, EnvelopeSeed};
 
-#[cfg(feature = "serde")]
 mod envelope {
     //! [`Envelope`]: a typed payload with the context under one key.
 

@@ -51,7 +51,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `serde` | yes | [`Policy::from_toml`] and `serde` for [`PolicyConfig`] |
-//! | `json` | yes | [`json::JsonCarrier`]: context under one key of a JSON payload |
+//! | `json` | yes | [`json::JsonCarrier`], [`json::Envelope`]: context under one key of a JSON payload |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
