@@ -204,8 +204,7 @@ where
     Fut: Future,
 {
     let (ctx, report) = extract(policy, &mut job);
-    let fut = ctx.clone().sync_scope(|| handler(job));
-    (ctx.scope(fut).await, report)
+    (ctx.scope_with(|| handler(job)).await, report)
 }
 
 /// Inserts a typed job: `payload` wrapped in an [`Envelope`] with the current context
@@ -281,6 +280,5 @@ where
     };
     let (payload, captured) = envelope.into_parts(policy);
     let ctx = captured.context;
-    let fut = ctx.clone().sync_scope(|| handler(payload));
-    Ok((ctx.scope(fut).await, captured.report))
+    Ok((ctx.scope_with(|| handler(payload)).await, captured.report))
 }

@@ -78,8 +78,7 @@ where
     F: FnOnce(M) -> Fut,
     Fut: Future,
 {
-    let fut = ctx.clone().sync_scope(|| handler(msg));
-    ctx.scope(fut)
+    ctx.scope_with(|| handler(msg))
 }
 
 /// [`extract`] and [`handle`] with a policy and counters, for a consumer loop.

@@ -320,8 +320,7 @@ where
                 .fetch_add(captured.report.len() as u64, Ordering::Relaxed);
         }
         let ctx = captured.context;
-        let fut = ctx.clone().sync_scope(|| self.inner.call(task));
-        ctx.scope(fut)
+        ctx.scope_with(|| self.inner.call(task))
     }
 }
 

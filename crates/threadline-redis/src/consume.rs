@@ -81,8 +81,7 @@ where
     F: FnOnce(E) -> Fut,
     Fut: Future,
 {
-    let fut = ctx.clone().sync_scope(|| handler(entry));
-    ctx.scope(fut)
+    ctx.scope_with(|| handler(entry))
 }
 
 /// [`extract`] and [`handle`] with a policy and counters, for a consumer loop.

@@ -304,15 +304,11 @@ where
             start: Instant::now(),
         });
         req.extensions_mut().insert(ctx.clone());
-        let fut = {
+        let inner = {
             let _entered = span.as_ref().map(|s| s.span.enter());
-            ctx.clone().sync_scope(|| self.inner.call(req))
+            ctx.scope_with(|| self.inner.call(req))
         };
-        ResponseFuture {
-            inner: ctx.scope(fut),
-            echo,
-            span,
-        }
+        ResponseFuture { inner, echo, span }
     }
 }
 

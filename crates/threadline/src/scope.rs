@@ -114,6 +114,32 @@ impl Context {
         }
     }
 
+    /// Makes a future with `make` while this context is current, then runs that future
+    /// in it too: code before the future's first `.await` (a handler closure's body, a
+    /// Tower service's `call`) sees the context as well as the future itself.
+    ///
+    /// ```
+    /// use threadline::{Context, Policy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let ctx = Policy::default().new_root();
+    /// let id = ctx.correlation_id().cloned();
+    /// let seen_while_making = ctx.scope_with(|| {
+    ///     let now = Context::current().correlation_id().cloned();
+    ///     async move { now }
+    /// }).await;
+    /// assert_eq!(seen_while_making, id);
+    /// # }
+    /// ```
+    pub fn scope_with<F, Fut>(self, make: F) -> Scoped<Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        let fut = self.clone().sync_scope(make);
+        self.scope(fut)
+    }
+
     /// Runs the closure `f` with this context current: the variant for blocking code.
     /// The previous context is restored afterwards, also when `f` panics.
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
