@@ -14,7 +14,10 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn connect(test: &str) -> Option<PgPool> {
-    let why = match timeout(
+    threadline_testkit::connect(
+        test,
+        "PostgreSQL",
+        "127.0.0.1:5432",
         Duration::from_secs(5),
         PgPoolOptions::new()
             .max_connections(4)
@@ -22,13 +25,6 @@ async fn connect(test: &str) -> Option<PgPool> {
             .connect("postgres://postgres@127.0.0.1:5432/test"),
     )
     .await
-    {
-        Ok(Ok(pool)) => return Some(pool),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connect timed out".to_owned(),
-    };
-    threadline_testkit::unavailable(test, "PostgreSQL", "127.0.0.1:5432", &why);
-    None
 }
 
 fn unique(prefix: &str) -> String {

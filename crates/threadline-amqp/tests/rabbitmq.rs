@@ -20,18 +20,14 @@ const WAIT: Duration = Duration::from_secs(10);
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 async fn connect(test: &str) -> Option<Connection> {
-    let why = match timeout(
+    threadline_testkit::connect(
+        test,
+        "RabbitMQ",
+        "127.0.0.1:5672",
         Duration::from_secs(5),
         Connection::connect(URI, ConnectionProperties::default()),
     )
     .await
-    {
-        Ok(Ok(conn)) => return Some(conn),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connect timed out".to_owned(),
-    };
-    threadline_testkit::unavailable(test, "RabbitMQ", "127.0.0.1:5672", &why);
-    None
 }
 
 fn unique(prefix: &str) -> String {

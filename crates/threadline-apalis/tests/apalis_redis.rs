@@ -25,18 +25,14 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn connect(test: &str) -> Option<ConnectionManager> {
-    let why = match timeout(
+    threadline_testkit::connect(
+        test,
+        "Redis",
+        "127.0.0.1:6379",
         Duration::from_secs(5),
         apalis_redis::connect("redis://127.0.0.1:6379/"),
     )
     .await
-    {
-        Ok(Ok(conn)) => return Some(conn),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connect timed out".to_owned(),
-    };
-    threadline_testkit::unavailable(test, "Redis", "127.0.0.1:6379", &why);
-    None
 }
 
 fn unique(prefix: &str) -> String {

@@ -16,18 +16,14 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn connect(test: &str) -> Option<Client> {
-    let why = match timeout(
+    threadline_testkit::connect(
+        test,
+        "NATS",
+        "127.0.0.1:4222",
         Duration::from_secs(3),
         async_nats::connect("127.0.0.1:4222"),
     )
     .await
-    {
-        Ok(Ok(client)) => return Some(client),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connect timed out".to_owned(),
-    };
-    threadline_testkit::unavailable(test, "NATS", "127.0.0.1:4222", &why);
-    None
 }
 
 fn unique(prefix: &str) -> String {

@@ -19,19 +19,18 @@ const GROUP: &str = "workers";
 type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>);
 
 async fn connect(test: &str) -> Option<MultiplexedConnection> {
-    let why = match timeout(Duration::from_secs(3), async {
-        redis::Client::open("redis://127.0.0.1:6379/")?
-            .get_multiplexed_async_connection()
-            .await
-    })
+    threadline_testkit::connect(
+        test,
+        "Redis",
+        "127.0.0.1:6379",
+        Duration::from_secs(3),
+        async {
+            redis::Client::open("redis://127.0.0.1:6379/")?
+                .get_multiplexed_async_connection()
+                .await
+        },
+    )
     .await
-    {
-        Ok(Ok(con)) => return Some(con),
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => "connect timed out".to_owned(),
-    };
-    threadline_testkit::unavailable(test, "Redis", "127.0.0.1:6379", &why);
-    None
 }
 
 fn unique(prefix: &str) -> String {

@@ -97,3 +97,29 @@ pub fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
         parent_id,
     }
 }
+
+/// Connects to a local service within `within`, or reacts as [`unavailable`] says
+/// (`None`: the caller returns).
+///
+/// # Panics
+///
+/// When the service cannot be reached and `THREADLINE_REQUIRE_SERVICES=1`.
+pub async fn connect<T, E, F>(
+    test: &str,
+    service: &str,
+    addr: &str,
+    within: std::time::Duration,
+    connecting: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let why = match tokio::time::timeout(within, connecting).await {
+        Ok(Ok(connection)) => return Some(connection),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no connection within {within:?}"),
+    };
+    unavailable(test, service, addr, &why);
+    None
+}
