@@ -379,6 +379,41 @@ impl Context {
         Ok(Context::from_inner(inner))
     }
 
+    /// A new snapshot with the propagated header `name` set to `value` (replacing a
+    /// captured one): for values known only after capture, such as the tenant of the
+    /// authenticated user. A header the policy lists is forwarded under its outbound
+    /// name; any other under `name`. The value must pass the capture rules (visible ASCII
+    /// and spaces, at most [`Limits::max_value_bytes`](crate::Limits)); trace context,
+    /// baggage, B3 and the correlation id are not set this way.
+    pub fn try_with_header(&self, name: &str, value: &str) -> Result<Context, InvalidHeader> {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeader(()))?;
+        let p = &*self.inner.policy.inner;
+        if names::is_reserved(&name)
+            || name == p.correlation_header
+            || p.also_accept.contains(&name)
+        {
+            return Err(InvalidHeader(()));
+        }
+        if !crate::policy::is_clean(value.as_bytes()) || value.len() > p.limits.max_value_bytes {
+            return Err(InvalidHeader(()));
+        }
+        let value = HeaderValue::from_str(value).map_err(|_| InvalidHeader(()))?;
+        let key = match p.rules.iter().position(|r| r.name == name) {
+            Some(i) => HeaderKey::Rule(i as u16),
+            None => HeaderKey::Other(name.clone()),
+        };
+        let mut inner = (*self.inner).clone();
+        let slot = inner
+            .headers
+            .iter()
+            .position(|h| self.names_of(h).0 == name);
+        match slot {
+            Some(i) => inner.headers[i] = Header { key, value },
+            None => inner.headers.push(Header { key, value }),
+        }
+        Ok(Context::from_inner(inner))
+    }
+
     /// Like [`Context::try_with_field`], returning the context unchanged for an invalid name.
     pub fn with_field(
         &self,
@@ -509,6 +544,28 @@ impl fmt::Debug for Context {
             .finish()
     }
 }
+
+/// A header that cannot be set on a context: an invalid name, a name handled by the
+/// trace/baggage/correlation settings, or a value the capture rules would refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidHeader(());
+
+impl InvalidHeader {
+    pub(crate) const fn new() -> Self {
+        InvalidHeader(())
+    }
+}
+
+impl fmt::Display for InvalidHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "not a header a context can carry (invalid or reserved name, or a value with \
+             control characters, non-ASCII or over the size limit)",
+        )
+    }
+}
+
+impl std::error::Error for InvalidHeader {}
 
 /// A field name that is not a non-empty RFC 7230 token of at most 64 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

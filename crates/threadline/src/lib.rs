@@ -71,12 +71,15 @@ mod scope;
 pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
 #[cfg(feature = "serde")]
 pub use config::{ConfigError, PolicyConfig};
-pub use context::{Context, FieldValue, InvalidFieldName, MAX_FIELD_BYTES, TraceContext};
+pub use context::{
+    Context, FieldValue, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES, TraceContext,
+};
 pub use policy::{
     B3Emit, CREDENTIALS, Captured, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy,
     PolicyBuilder, PolicyError, Reason, Rejection, Report, Trust, Validator,
 };
 pub use restore::{Restorer, Stats as RestoreStats};
 pub use scope::{
-    BindError, InCurrentContext, NoContext, Scoped, bind, spawn, spawn_blocking, try_bind,
+    BindError, InCurrentContext, NoContext, Scoped, bind, set_header, spawn, spawn_blocking,
+    try_bind, try_set_header,
 };

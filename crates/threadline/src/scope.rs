@@ -39,6 +39,8 @@ pub enum BindError {
     InvalidName,
     /// Called from inside [`Context::with_current`]'s closure.
     Busy,
+    /// Not a header a context can carry (see [`Context::try_with_header`]).
+    InvalidHeader,
 }
 
 impl fmt::Display for BindError {
@@ -47,6 +49,7 @@ impl fmt::Display for BindError {
             BindError::NoContext => fmt::Display::fmt(&NoContext(()), f),
             BindError::InvalidName => fmt::Display::fmt(&InvalidFieldName::new(), f),
             BindError::Busy => f.write_str("cannot bind while the current context is being read"),
+            BindError::InvalidHeader => fmt::Display::fmt(&crate::context::InvalidHeader::new(), f),
         }
     }
 }
@@ -195,6 +198,43 @@ pub fn try_bind(
                 let cur = cell.try_borrow().map_err(|_| BindError::Busy)?;
                 cur.try_with_field(name, value)
                     .map_err(|_| BindError::InvalidName)?
+            };
+            let mut slot = cell.try_borrow_mut().map_err(|_| BindError::Busy)?;
+            *slot = next;
+            Ok(())
+        })
+        .map_err(|_| BindError::NoContext)?
+}
+
+/// Sets a propagated header on the current context (for the rest of this task and tasks
+/// spawned after it; see [`Context::try_with_header`]): the tenant of the authenticated
+/// user, say, to be forwarded downstream. Outside a scope, or for a header a context
+/// cannot carry, it does nothing (see [`try_set_header`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use threadline::{Context, Policy};
+///
+/// Policy::default().new_root().scope(async {
+///     threadline::set_header("x-tenant-id", "acme");
+///     let mut out = http::HeaderMap::new();
+///     Context::current().inject(&mut out);
+///     assert_eq!(out["x-tenant-id"], "acme");
+/// }).await;
+/// # }
+/// ```
+pub fn set_header(name: &str, value: &str) {
+    let _ = try_set_header(name, value);
+}
+
+/// Like [`set_header`], but says why it did not set the header.
+pub fn try_set_header(name: &str, value: &str) -> Result<(), BindError> {
+    CURRENT
+        .try_with(|cell| {
+            let next = {
+                let cur = cell.try_borrow().map_err(|_| BindError::Busy)?;
+                cur.try_with_header(name, value)
+                    .map_err(|_| BindError::InvalidHeader)?
             };
             let mut slot = cell.try_borrow_mut().map_err(|_| BindError::Busy)?;
             *slot = next;

@@ -285,3 +285,77 @@ fn no_leakage_across_many_concurrent_tasks_on_two_workers() {
         assert_eq!(panicked, 5000usize.div_ceil(97));
     });
 }
+
+#[tokio::test]
+async fn headers_set_after_capture_are_forwarded_and_validated() {
+    let policy = Policy::builder()
+        .header_rule(threadline::HeaderRule::new("x-tenant-id").rename("x-org"))
+        .build()
+        .unwrap();
+    policy
+        .new_root()
+        .scope(async {
+            let early = threadline::spawn(async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Context::current().get("x-tenant-id").map(str::to_owned)
+            });
+            threadline::set_header("x-tenant-id", "acme");
+            threadline::set_header("x-feature", "blue");
+            threadline::set_header("x-feature", "green");
+            assert_eq!(Context::current().get("x-tenant-id"), Some("acme"));
+            assert_eq!(
+                Context::current().get("x-feature"),
+                Some("green"),
+                "replaced, not doubled"
+            );
+            assert_eq!(Context::current().headers().count(), 2);
+            let mut out = http::HeaderMap::new();
+            Context::current().inject(&mut out);
+            assert_eq!(
+                out["x-org"], "acme",
+                "a policy header goes out under its outbound name"
+            );
+            assert!(out.get("x-tenant-id").is_none());
+            assert_eq!(out["x-feature"], "green");
+            assert_eq!(
+                early.await.unwrap(),
+                None,
+                "tasks spawned earlier keep their snapshot"
+            );
+
+            for (name, value, why) in [
+                (
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                    "trace context",
+                ),
+                ("baggage", "a=1", "baggage"),
+                ("x-correlation-id", "other", "correlation id"),
+                ("bad name", "v", "invalid name"),
+                ("x-a", "line\r\nbreak", "control characters"),
+                ("x-a", "ünïcode", "non-ASCII"),
+            ] {
+                assert_eq!(
+                    threadline::try_set_header(name, value),
+                    Err(BindError::InvalidHeader),
+                    "{why}"
+                );
+            }
+            let too_long = "v".repeat(5000);
+            assert_eq!(
+                threadline::try_set_header("x-a", &too_long),
+                Err(BindError::InvalidHeader),
+                "over the limit"
+            );
+            assert_eq!(
+                Context::current().headers().count(),
+                2,
+                "nothing invalid got in"
+            );
+        })
+        .await;
+    assert_eq!(
+        threadline::try_set_header("x-a", "v"),
+        Err(BindError::NoContext)
+    );
+}
