@@ -342,6 +342,9 @@ async fn place_order(
     // "Authentication": the demo user, in the tenant the form names.
     threadline::bind("user.id", DEMO_USER);
     threadline::bind("tenant.id", order.tenant.clone());
+    // The authenticated tenant goes downstream as a propagated header (the form checked
+    // it is a short token, so it is always a valid header value).
+    threadline::set_header(TENANT_HEADER, &order.tenant);
     tracing::info!("user authenticated");
 
     let outcome = call_warehouse(&state, &order).await;
@@ -417,7 +420,6 @@ async fn call_warehouse(state: &State, order: &Order) -> Outcome {
     let payload = json!({ "item": order.item, "quantity": order.quantity }).to_string();
     let req = match http::Request::post(&state.warehouse_url)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(TENANT_HEADER, order.tenant.as_str())
         .body(Full::new(Bytes::from(payload)))
     {
         Ok(r) => r,
