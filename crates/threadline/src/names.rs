@@ -1,5 +1,8 @@
 //! Header names Threadline handles itself.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
 use http::HeaderName;
 
 /// `traceparent`.
@@ -41,4 +44,26 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
         &B3_FLAGS,
     ]
     .contains(&name)
+}
+
+/// The same name backed by process-lifetime storage, so that cloning it (every inject
+/// puts a clone into the outgoing map) copies two words instead of touching a shared
+/// reference count. Each distinct configured name is stored once for the life of the
+/// process: the set is bounded by the names written into policies, never by traffic.
+pub(crate) fn interned(name: HeaderName) -> HeaderName {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let text: &'static str = match set.get(name.as_str()) {
+        Some(t) => t,
+        None => {
+            let t: &'static str = Box::leak(name.as_str().to_owned().into_boxed_str());
+            set.insert(t);
+            t
+        }
+    };
+    // A parsed name is lowercase and valid, which is all `from_static` asks for.
+    HeaderName::from_static(text)
 }

@@ -558,6 +558,7 @@ impl PolicyBuilder {
     pub fn build(self) -> Result<Policy, PolicyError> {
         let parse = |what: &str, n: &str| {
             HeaderName::from_bytes(n.as_bytes())
+                .map(names::interned)
                 .map_err(|_| PolicyError::new(format!("{what} {n:?} is not a valid header name")))
         };
         let correlation_header = parse("correlation header", &self.correlation_header)?;

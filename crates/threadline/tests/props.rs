@@ -51,6 +51,25 @@ proptest! {
     }
 
     #[test]
+    fn baggage_validator_agrees_with_the_member_parser_on_list_shapes(
+        s in "(([a-c%(]{0,3}=[a-c%0-9A-Fg=;(]{0,5}|,),){0,5}[a-c]{0,2}(=[a-c%0-9]{0,4})?,?"
+    ) {
+        // Mostly `key=value,...` lists, the shape with a fast path of its own, mixed with
+        // the near misses that must fall back to the full state machine.
+        let strict = Baggage::validate(s.as_bytes(), 3, 100_000);
+        let parsed: Vec<_> = Baggage::members(&s).collect();
+        let all_ok = parsed.iter().all(Result::is_ok);
+        if parsed.len() > 3 && all_ok {
+            prop_assert!(strict.is_err(), "{:?}: over 3 members must be refused", s);
+        } else {
+            prop_assert_eq!(strict.is_ok(), all_ok, "{:?}: {:?} vs {:?}", s, strict, parsed);
+            if let Ok(n) = strict {
+                prop_assert_eq!(n, parsed.len());
+            }
+        }
+    }
+
+    #[test]
     fn correlation_ids_round_trip(id in "[!#-&(-+\\--:<-\\[\\]-_a-~]{1,128}") {
         let parsed = CorrelationId::decode(id.as_bytes()).unwrap();
         prop_assert_eq!(parsed.as_str(), id.as_str());

@@ -209,8 +209,57 @@ enum St {
     AfterPropValue,
 }
 
+/// The common shape, checked in one tight pass: `key=value` members joined by single
+/// commas, no whitespace, no properties. `None` hands anything else (and every error) to
+/// the full state machine, so both paths give the same answer by construction.
+#[inline]
+fn validate_plain(b: &[u8], max_members: usize) -> Option<usize> {
+    let n = b.len();
+    let mut members = 0usize;
+    let mut i = 0;
+    loop {
+        // key: one or more tchar, then '='
+        let start = i;
+        while i < n && CLASS[b[i] as usize] & TCHAR != 0 {
+            i += 1;
+        }
+        if i == start || i == n || b[i] != b'=' {
+            return None;
+        }
+        i += 1;
+        // value: baggage-octets, `%` followed by two hex digits
+        loop {
+            while i < n && CLASS[b[i] as usize] & PLAIN != 0 {
+                i += 1;
+            }
+            if i < n && b[i] == b'%' {
+                if i + 2 < n && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() {
+                    i += 3;
+                    continue;
+                }
+                return None;
+            }
+            break;
+        }
+        members += 1;
+        if members > max_members {
+            return None;
+        }
+        if i == n {
+            return Some(members);
+        }
+        if b[i] != b',' || i + 1 == n {
+            return None;
+        }
+        i += 1;
+    }
+}
+
 /// The single-pass validator behind [`Baggage::validate`]: the ABNF as a state machine.
 fn validate_list(b: &[u8], max_members: usize) -> Result<usize, Error> {
+    if let Some(members) = validate_plain(b, max_members) {
+        return Ok(members);
+    }
     use St::*;
     let mut st = MemberStart;
     let mut members = 0usize;
