@@ -70,6 +70,17 @@ proptest! {
     }
 
     #[test]
+    fn tracestate_validator_agrees_with_the_abnf(
+        s in "(([a-c0-9@*]{0,3}=[a-c0-9 =]{0,3}|[ ,]),){0,5}[a-c]{0,2}(=[a-c0-9]{0,3})?,?"
+    ) {
+        prop_assert_eq!(
+            TraceState::validate(s.as_bytes()).ok(),
+            tracestate_reference(&s),
+            "{:?}", s
+        );
+    }
+
+    #[test]
     fn correlation_ids_round_trip(id in "[!#-&(-+\\--:<-\\[\\]-_a-~]{1,128}") {
         let parsed = CorrelationId::decode(id.as_bytes()).unwrap();
         prop_assert_eq!(parsed.as_str(), id.as_str());
@@ -180,4 +191,41 @@ proptest! {
         let mut out = http::HeaderMap::new();
         ctx.inject(&mut out);
     }
+}
+
+/// The tracestate ABNF, written out plainly (split, trim, check each part) as the
+/// reference the one-pass validator is held to.
+fn tracestate_reference(list: &str) -> Option<usize> {
+    let lc = |c: char| c.is_ascii_lowercase();
+    let key_char = |c: char| lc(c) || c.is_ascii_digit() || "_-*/".contains(c);
+    let mut keys: Vec<&str> = Vec::new();
+    for m in list.split(',') {
+        let m = m.trim_matches([' ', '\t']);
+        if m.is_empty() {
+            continue;
+        }
+        let (k, v) = m.split_once('=')?;
+        let key_ok = match k.split_once('@') {
+            None => k.len() <= 256 && k.starts_with(lc) && k.chars().all(key_char),
+            Some((t, sys)) => {
+                !t.is_empty()
+                    && t.len() <= 241
+                    && t.starts_with(|c: char| lc(c) || c.is_ascii_digit())
+                    && t.chars().all(key_char)
+                    && !sys.is_empty()
+                    && sys.len() <= 14
+                    && sys.starts_with(lc)
+                    && sys.chars().all(key_char)
+            }
+        };
+        let value_ok = !v.is_empty()
+            && v.len() <= 256
+            && v.chars().all(|c| (' '..='~').contains(&c) && c != ',' && c != '=')
+            && !v.ends_with(' ');
+        if !key_ok || !value_ok || keys.contains(&k) || keys.len() == 32 {
+            return None;
+        }
+        keys.push(k);
+    }
+    Some(keys.len())
 }

@@ -103,6 +103,59 @@ fn validate_value(v: &[u8]) -> Result<(), Error> {
 }
 
 /// Iterates the non-empty members of a list as `(key, value)` byte slices.
+/// `nblk-chr`: a value character other than the space.
+static VALUE_CHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, 0x21..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e);
+        c += 1;
+    }
+    t
+};
+
+/// The common shape in one pass: `key=value` members joined by single commas, simple
+/// keys (no `@`), no whitespace. `None` hands anything else, every error included, to
+/// the member-by-member check, so both paths give the same answer.
+#[inline]
+fn validate_plain(b: &[u8]) -> Option<usize> {
+    let n = b.len();
+    let mut keys: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
+    let mut i = 0;
+    loop {
+        let start = i;
+        if !b.get(i)?.is_ascii_lowercase() {
+            return None;
+        }
+        while i < n && KEY_CHAR[b[i] as usize] {
+            i += 1;
+        }
+        let key = &b[start..i];
+        if i == n || b[i] != b'=' || key.len() > 256 {
+            return None;
+        }
+        i += 1;
+        let value_start = i;
+        while i < n && VALUE_CHAR[b[i] as usize] {
+            i += 1;
+        }
+        if i == value_start || i - value_start > 256 {
+            return None;
+        }
+        if keys.len() == MAX_MEMBERS || keys.contains(&key) {
+            return None;
+        }
+        keys.push(key);
+        if i == n {
+            return Some(keys.len());
+        }
+        if b[i] != b',' || i + 1 == n {
+            return None;
+        }
+        i += 1;
+    }
+}
+
 fn members(list: &[u8]) -> impl Iterator<Item = &[u8]> {
     list.split(|&b| b == b',')
         .map(trim_ows)
@@ -124,6 +177,9 @@ impl TraceState {
     /// Checks a list (one header value or several joined by `,`) against every rule.
     /// Returns the number of members.
     pub fn validate(list: &[u8]) -> Result<usize, Error> {
+        if let Some(members) = validate_plain(list) {
+            return Ok(members);
+        }
         // Keys seen so far, for the duplicate check (inline up to 8: no allocation and
         // nothing to zero for the usual one to three members).
         let mut keys: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
