@@ -14,6 +14,9 @@
 //! | `from-fn` | an empty `axum::middleware::from_fn` |
 //! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
 //! | `tower-http-trace` | tower-http `SetRequestId` + `TraceLayer` with a span carrying the request id + `PropagateRequestId` (the usual way to get the id into logs) |
+//! | `tl-noecho` | `ThreadlineLayer` without the response echo (the echo's share) |
+//! | `capture-only` | a `from_fn` that captures and drops the context (capture's share) |
+//! | `scope-only` | a `from_fn` that runs the request in a fresh root context's scope |
 //! | `hop-plain` | `ThreadlineLayer`; the handler calls a keep-alive backend (hyper-util) |
 //! | `hop-static` | the same, the handler setting the five headers by hand (static values): the wire cost alone |
 //! | `hop-propagate` | the same, with `PropagateLayer` on the client |
@@ -190,6 +193,22 @@ async fn router(variant: &str) -> Option<Router> {
         ),
         "otel" => hello().layer(middleware::from_fn(otel_mw)),
         "from-fn" => hello().layer(middleware::from_fn(empty_mw)),
+        "tl-noecho" => hello().layer(ThreadlineLayer::new(policy()).trust_all().no_echo()),
+        "capture-only" => {
+            let p = policy();
+            hello().layer(middleware::from_fn(move |req: Request, next: Next| {
+                let c = p.capture(req.headers(), threadline::Trust::Trusted);
+                drop(c);
+                next.run(req)
+            }))
+        }
+        "scope-only" => {
+            let p = policy();
+            hello().layer(middleware::from_fn(move |req: Request, next: Next| {
+                let ctx = p.new_root();
+                ctx.scope(next.run(req))
+            }))
+        }
         "hop-plain" => hop_router(Hop::Plain).await,
         "hop-static" => hop_router(Hop::Static).await,
         "hop-propagate" => hop_router(Hop::Propagate).await,

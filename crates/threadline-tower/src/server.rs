@@ -86,7 +86,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll, ready};
 use std::time::Instant;
 
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
 use threadline::{Context, Policy, Report, Scoped, Trust};
 use tower_layer::Layer;
@@ -295,20 +295,24 @@ where
                 hook(&captured.report, trust);
             }
         }
-        let echo = match (&c.echo, ctx.correlation_id()) {
-            (Some(name), Some(id)) => Some((name.clone(), id.header_value().clone())),
-            _ => None,
-        };
-        let span = c.span.then(|| SpanState {
-            span: request_span(&req, &ctx),
-            start: Instant::now(),
+        // Boxed: off by default, and the future stays small (it is moved several times
+        // on its way into the connection's task).
+        let span = c.span.then(|| {
+            Box::new(SpanState {
+                span: request_span(&req, &ctx),
+                start: Instant::now(),
+            })
         });
         req.extensions_mut().insert(ctx.clone());
         let inner = {
             let _entered = span.as_ref().map(|s| s.span.enter());
             ctx.scope_with(|| self.inner.call(req))
         };
-        ResponseFuture { inner, echo, span }
+        ResponseFuture {
+            inner,
+            echo: c.echo.clone(),
+            span,
+        }
     }
 }
 
@@ -322,8 +326,10 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Scoped<F>,
-        echo: Option<(HeaderName, HeaderValue)>,
-        span: Option<SpanState>,
+        // The header to echo the correlation id under; the id itself is read from the
+        // context when the response is ready.
+        echo: Option<HeaderName>,
+        span: Option<Box<SpanState>>,
     }
 }
 
@@ -340,15 +346,19 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let mut res = {
             let _entered = this.span.as_ref().map(|s| s.span.enter());
-            ready!(this.inner.poll(cx))
+            ready!(this.inner.as_mut().poll(cx))
         };
         if let Ok(resp) = &mut res {
-            if let Some((name, value)) = this.echo.take() {
-                if !resp.headers().contains_key(&name) {
-                    resp.headers_mut().insert(name, value);
+            if let Some(name) = this.echo.take() {
+                let ctx = this.inner.as_mut().take_context();
+                if let Some(id) = ctx.as_ref().and_then(Context::correlation_id) {
+                    // Never over a value the service set itself.
+                    if let http::header::Entry::Vacant(slot) = resp.headers_mut().entry(name) {
+                        slot.insert(id.header_value().clone());
+                    }
                 }
             }
         }
@@ -431,7 +441,7 @@ mod tests {
             .service(service_fn(|_: Request<()>| async {
                 let mut r = Response::new(());
                 r.headers_mut()
-                    .insert("x-correlation-id", HeaderValue::from_static("mine"));
+                    .insert("x-correlation-id", http::HeaderValue::from_static("mine"));
                 Ok::<_, Infallible>(r)
             }));
         let resp = svc.oneshot(Request::new(())).await.unwrap();

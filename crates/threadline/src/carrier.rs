@@ -73,6 +73,15 @@ pub trait Extractor {
     /// Every key (used by the opt-in "capture all" mode and for local fields).
     fn keys(&self) -> impl Iterator<Item = &str>;
 
+    /// Every `(name, value)` entry once, a name appearing once per value, for carriers
+    /// that walk their entries more cheaply than they look names up one by one (an
+    /// `http::HeaderMap`: one pass over a vector instead of hashing each configured
+    /// name). `None`, the default, makes capture look each configured name up with
+    /// [`Extractor::get_all`] instead.
+    fn entries(&self) -> Option<impl Iterator<Item = (&HeaderName, CarrierValue<'_>)>> {
+        None::<std::iter::Empty<_>>
+    }
+
     /// `true` when the carrier itself is broken (a JSON envelope key holding something
     /// other than an object, say). Its context is then treated as absent and counted.
     fn is_malformed(&self) -> bool {
@@ -120,6 +129,10 @@ impl Extractor for HeaderMap {
     fn keys(&self) -> impl Iterator<Item = &str> {
         HeaderMap::keys(self).map(HeaderName::as_str)
     }
+
+    fn entries(&self) -> Option<impl Iterator<Item = (&HeaderName, CarrierValue<'_>)>> {
+        Some(self.iter().map(|(k, v)| (k, CarrierValue::Header(v))))
+    }
 }
 
 impl Injector for HeaderMap {
@@ -165,6 +178,10 @@ impl<M: std::ops::Deref<Target = HeaderMap>> Extractor for MessageHeaders<M> {
 
     fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(HeaderName::as_str)
+    }
+
+    fn entries(&self) -> Option<impl Iterator<Item = (&HeaderName, CarrierValue<'_>)>> {
+        Some(self.0.iter().map(|(k, v)| (k, CarrierValue::Header(v))))
     }
 }
 

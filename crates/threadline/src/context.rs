@@ -20,11 +20,12 @@ use crate::policy::{B3Emit, Policy};
 pub const MAX_FIELD_BYTES: usize = 4096;
 
 /// Which header a captured value belongs to: a rule of the context's policy (by index,
-/// so that capturing clones no header name), or a name met in "capture all" mode.
+/// so that capturing clones no header name), or a name met in "capture all" mode (boxed:
+/// rare, and it keeps every captured header, and so the context, small).
 #[derive(Clone, Debug)]
 pub(crate) enum HeaderKey {
     Rule(u16),
-    Other(HeaderName),
+    Other(Box<HeaderName>),
 }
 
 /// One captured header value.
@@ -251,6 +252,11 @@ impl Context {
         }
     }
 
+    /// A context around an `Inner` that was built in place.
+    pub(crate) fn from_arc(inner: Arc<Inner>) -> Self {
+        Context { inner }
+    }
+
     /// The inbound and outbound names of a captured header.
     fn names_of<'a>(&'a self, h: &'a Header) -> (&'a HeaderName, &'a HeaderName) {
         match &h.key {
@@ -258,7 +264,7 @@ impl Context {
                 let rule = &self.inner.policy.inner.rules[usize::from(*i)];
                 (&rule.name, &rule.wire)
             }
-            HeaderKey::Other(name) => (name, name),
+            HeaderKey::Other(name) => (&**name, &**name),
         }
     }
 
@@ -400,7 +406,7 @@ impl Context {
         let value = HeaderValue::from_str(value).map_err(|_| InvalidHeader(()))?;
         let key = match p.rules.iter().position(|r| r.name == name) {
             Some(i) => HeaderKey::Rule(i as u16),
-            None => HeaderKey::Other(name.clone()),
+            None => HeaderKey::Other(Box::new(name.clone())),
         };
         let mut inner = (*self.inner).clone();
         let slot = inner

@@ -261,7 +261,7 @@ pub struct Rejection {
 /// What capture dropped. Empty on the happy path (and then it costs no allocation).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
-    rejections: SmallVec<[Rejection; 2]>,
+    rejections: Vec<Rejection>,
 }
 
 impl Report {
@@ -329,6 +329,11 @@ pub(crate) struct Rule {
 
 #[derive(Debug)]
 pub(crate) struct PolicyInner {
+    /// Every name capture reads, in slot order: the correlation header, the names in
+    /// `also_accept`, then `traceparent` and `tracestate` (W3C on), `baggage` (baggage
+    /// on), then each rule's inbound name.
+    pub(crate) lookup: Lookup,
+    pub(crate) slots: SlotIndex,
     pub(crate) rules: Vec<Rule>,
     pub(crate) capture_all: Option<Vec<HeaderName>>,
     pub(crate) correlation_header: HeaderName,
@@ -346,6 +351,101 @@ pub(crate) struct PolicyInner {
     pub(crate) untrusted_fresh_id: bool,
     pub(crate) field_prefix: String,
     pub(crate) fields_over_http: bool,
+}
+
+/// The names capture reads, with a filter on their lengths that turns most of a
+/// request's other headers away without comparing a byte.
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    names: Vec<HeaderName>,
+    /// Bit `n` set: some name is `n` bytes long (bit 63: some name is 63 or longer).
+    lengths: u64,
+}
+
+impl Lookup {
+    fn new(names: Vec<HeaderName>) -> Self {
+        let lengths = names
+            .iter()
+            .fold(0u64, |m, n| m | 1 << n.as_str().len().min(63));
+        Lookup { names, lengths }
+    }
+
+    #[inline]
+    fn position(&self, name: &HeaderName) -> Option<usize> {
+        let name = name.as_str();
+        if self.lengths & 1 << name.len().min(63) == 0 {
+            return None;
+        }
+        self.names.iter().position(|n| n.as_str() == name)
+    }
+}
+
+/// Where each name sits in [`PolicyInner::lookup`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotIndex {
+    traceparent: Option<usize>,
+    tracestate: Option<usize>,
+    baggage: Option<usize>,
+    rules: usize,
+}
+
+/// What a carrier holds under one configured name.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Absent,
+    One(CarrierValue<'a>),
+    Several,
+}
+
+/// What a carrier holds under each configured name, gathered in one pass over its
+/// entries when it can give them (an `http::HeaderMap`), by one lookup per name
+/// otherwise.
+struct Found<'a> {
+    slots: SmallVec<[Slot<'a>; 8]>,
+}
+
+impl<'a> Found<'a> {
+    fn gather<E: Extractor + ?Sized>(lookup: &Lookup, carrier: &'a E) -> Self {
+        let names = &lookup.names;
+        let mut slots: SmallVec<[Slot<'a>; 8]> = SmallVec::from_elem(Slot::Absent, names.len());
+        match carrier.entries() {
+            Some(entries) => {
+                for (name, v) in entries {
+                    if let Some(i) = lookup.position(name) {
+                        slots[i] = match slots[i] {
+                            Slot::Absent => Slot::One(v),
+                            _ => Slot::Several,
+                        };
+                    }
+                }
+            }
+            None => {
+                for (slot, name) in slots.iter_mut().zip(names) {
+                    let mut values = carrier.get_all(name);
+                    *slot = match (values.next(), values.next()) {
+                        (None, _) => Slot::Absent,
+                        (Some(v), None) => Slot::One(v),
+                        (Some(_), Some(_)) => Slot::Several,
+                    };
+                }
+            }
+        }
+        Found { slots }
+    }
+
+    fn get(&self, i: Option<usize>) -> Slot<'a> {
+        i.and_then(|i| self.slots.get(i).copied())
+            .unwrap_or(Slot::Absent)
+    }
+
+    /// The single value in slot `i`; more than one is a duplicate.
+    fn single(&self, i: usize) -> Result<Option<CarrierValue<'a>>, ()> {
+        match self.get(Some(i)) {
+            Slot::Absent => Ok(None),
+            Slot::One(v) => Ok(Some(v)),
+            Slot::Several => Err(()),
+        }
+    }
 }
 
 /// What to capture, trust, validate, limit and forward. Cheap to clone (one `Arc`).
@@ -620,8 +720,30 @@ impl PolicyBuilder {
         if l.max_value_bytes == 0 || l.correlation_id_max_len == 0 {
             return Err(PolicyError::new("limits must be positive"));
         }
+        let mut lookup: Vec<HeaderName> = std::iter::once(correlation_header.clone())
+            .chain(also_accept.iter().cloned())
+            .collect();
+        let mut slot_of = |name: HeaderName, on: bool| {
+            on.then(|| {
+                lookup.push(name);
+                lookup.len() - 1
+            })
+        };
+        let traceparent = slot_of(names::TRACEPARENT, self.w3c);
+        let tracestate = slot_of(names::TRACESTATE, self.w3c);
+        let baggage = slot_of(names::BAGGAGE, self.baggage);
+        let slots = SlotIndex {
+            traceparent,
+            tracestate,
+            baggage,
+            rules: lookup.len(),
+        };
+        lookup.extend(rules.iter().map(|r| r.name.clone()));
+        let lookup = Lookup::new(lookup);
         Ok(Policy {
             inner: Arc::new(PolicyInner {
+                lookup,
+                slots,
                 rules,
                 capture_all,
                 correlation_header,
@@ -722,11 +844,13 @@ impl Policy {
         if carrier.is_malformed() {
             report.push(&names::ENVELOPE, Reason::WrongType);
         }
+        let found = Found::gather(&p.lookup, carrier);
 
         // Correlation id.
         let mut correlation_id = None;
-        for name in std::iter::once(&p.correlation_header).chain(&p.also_accept) {
-            let v = match single(carrier, name) {
+        let correlation_names = std::iter::once(&p.correlation_header).chain(&p.also_accept);
+        for (slot, name) in correlation_names.enumerate() {
+            let v = match found.single(slot) {
                 Ok(None) => continue,
                 Ok(Some(v)) => v,
                 Err(()) => {
@@ -755,23 +879,37 @@ impl Policy {
         let mut total = 0usize;
         // Trace context.
         let trace = if p.w3c {
-            Some(self.capture_trace(carrier, untrusted, &mut report, &mut total))
+            Some(self.capture_trace(carrier, &found, untrusted, &mut report, &mut total))
         } else {
             None
         };
 
         // Baggage.
         let baggage = if p.baggage {
-            self.capture_baggage(carrier, &mut report, &mut total)
+            self.capture_baggage(carrier, &found, &mut report, &mut total)
         } else {
             None
         };
 
+        // The context is assembled where it will live: captured headers and fields are
+        // pushed straight into the shared allocation, never moved into it afterwards.
+        let mut shared = Arc::new(Inner {
+            policy: self.clone(),
+            correlation_id: Some(correlation_id),
+            trace,
+            baggage,
+            headers: SmallVec::new(),
+            fields: SmallVec::new(),
+        });
+        let Some(inner) = Arc::get_mut(&mut shared) else {
+            unreachable!("an Arc made on the line above has a single owner")
+        };
+
         // Custom headers.
-        let mut headers: SmallVec<[Header; 4]> = SmallVec::new();
+        let headers = &mut inner.headers;
         for (index, rule) in p.rules.iter().enumerate() {
             let key = HeaderKey::Rule(index as u16);
-            let value = match single(carrier, &rule.name) {
+            let value = match found.single(p.slots.rules + index) {
                 Err(()) => {
                     report.push(&rule.name, Reason::Duplicate);
                     continue;
@@ -806,28 +944,21 @@ impl Policy {
             }
         }
         if let Some(except) = &p.capture_all {
-            self.capture_all(carrier, except, &mut headers, &mut total, &mut report);
+            self.capture_all(carrier, except, headers, &mut total, &mut report);
         }
 
         // Local fields.
-        let mut fields: SmallVec<[Field; 2]> = SmallVec::new();
+        let fields = &mut inner.fields;
         let fields_allowed = match carrier.kind() {
             CarrierKind::Message => true,
             _ => p.fields_over_http && !untrusted,
         };
         if fields_allowed {
-            self.capture_fields(carrier, &mut fields, &mut total, &mut report);
+            self.capture_fields(carrier, fields, &mut total, &mut report);
         }
 
         Captured {
-            context: Context::from_inner(Inner {
-                policy: self.clone(),
-                correlation_id: Some(correlation_id),
-                trace,
-                baggage,
-                headers,
-                fields,
-            }),
+            context: Context::from_arc(shared),
             report,
         }
     }
@@ -873,15 +1004,15 @@ impl Policy {
     fn capture_trace<E: Extractor + ?Sized>(
         &self,
         carrier: &E,
+        found: &Found<'_>,
         untrusted: bool,
         report: &mut Report,
         total: &mut usize,
     ) -> TraceContext {
         let p = &*self.inner;
         let fresh = || TraceContext::new_root(p.sample_new_traces);
-        let mut tp_values = carrier.get_all(&names::TRACEPARENT).peekable();
-        if tp_values.peek().is_none() {
-            drop(tp_values);
+        let tp_slot = found.get(p.slots.traceparent);
+        if let Slot::Absent = tp_slot {
             return match self.capture_b3(carrier, untrusted, report) {
                 Some(tp) => TraceContext::continue_from(tp, None),
                 None => fresh(),
@@ -891,7 +1022,14 @@ impl Policy {
             report.push(&names::TRACEPARENT, Reason::ReplacedAtEdge);
             return fresh();
         }
-        let decoded = TraceParent::decode_all(tp_values.map(|v| v.as_bytes().unwrap_or(b"")));
+        let decoded = match tp_slot {
+            Slot::One(v) => TraceParent::decode_all([v.as_bytes().unwrap_or(b"")]),
+            _ => TraceParent::decode_all(
+                carrier
+                    .get_all(&names::TRACEPARENT)
+                    .map(|v| v.as_bytes().unwrap_or(b"")),
+            ),
+        };
         let tp = match decoded {
             Ok(Some(tp)) => tp,
             Ok(None) => return fresh(),
@@ -905,18 +1043,13 @@ impl Policy {
             }
         };
         // tracestate, only with a valid traceparent
-        let mut ts_values = carrier.get_all(&names::TRACESTATE);
-        let first = ts_values.next();
-        let second = ts_values.next();
-        let state = match (first, second) {
-            (None, _) => Ok(None),
-            (Some(CarrierValue::Header(h)), None) => TraceState::from_header(h).map(Some),
-            (Some(a), b) => {
-                let rest = carrier.get_all(&names::TRACESTATE).skip(2);
-                let all = [Some(a), b].into_iter().flatten().chain(rest);
+        let state = match found.get(p.slots.tracestate) {
+            Slot::Absent => Ok(None),
+            Slot::One(CarrierValue::Header(h)) => TraceState::from_header(h).map(Some),
+            _ => {
                 let mut bytes: SmallVec<[&[u8]; 4]> = SmallVec::new();
                 let mut wrong = false;
-                for v in all {
+                for v in carrier.get_all(&names::TRACESTATE) {
                     match v.as_bytes() {
                         Some(b) => bytes.push(b),
                         None => wrong = true,
@@ -1001,6 +1134,7 @@ impl Policy {
     fn capture_baggage<E: Extractor + ?Sized>(
         &self,
         carrier: &E,
+        found: &Found<'_>,
         report: &mut Report,
         total: &mut usize,
     ) -> Option<Baggage> {
@@ -1008,12 +1142,12 @@ impl Policy {
         let max_bytes = l
             .baggage_max_bytes
             .min(l.max_total_bytes - (*total).min(l.max_total_bytes));
-        let mut values = carrier.get_all(&names::BAGGAGE);
-        let first = values.next()?;
-        let second = values.next();
-        drop(values);
+        let slot = found.get(self.inner.slots.baggage);
+        if let Slot::Absent = slot {
+            return None;
+        }
         // Fast path: one header, entirely valid and within limits: kept without copying.
-        if let (CarrierValue::Header(h), None) = (first, second) {
+        if let Slot::One(CarrierValue::Header(h)) = slot {
             if let Ok(b) = Baggage::from_header(h, l.baggage_max_members, max_bytes) {
                 *total += b.header_value().len();
                 return Some(b);
@@ -1068,7 +1202,7 @@ impl Policy {
                 || p.rules.iter().any(|r| r.name == name)
                 || headers
                     .iter()
-                    .any(|h| matches!(&h.key, HeaderKey::Other(n) if *n == name))
+                    .any(|h| matches!(&h.key, HeaderKey::Other(n) if **n == name))
             {
                 continue;
             }
@@ -1082,7 +1216,7 @@ impl Policy {
             };
             if let Some(h) = self.accept_value(&name, v, total, headers.len(), report) {
                 headers.push(Header {
-                    key: HeaderKey::Other(name),
+                    key: HeaderKey::Other(Box::new(name)),
                     value: h,
                 });
             }

@@ -88,6 +88,20 @@ impl<F: Future> Future for Scoped<F> {
     }
 }
 
+impl<F> Scoped<F> {
+    /// Takes the context back out of the scope: the one current at that moment, later
+    /// [`bind`](crate::bind)s included. Meant for when the future has finished (a server
+    /// layer reading what to echo on the response); taken earlier, the rest of the
+    /// future runs without it. `None` for a future scoped without a context, or when it
+    /// was taken already.
+    pub fn take_context(self: Pin<&mut Self>) -> Option<Context> {
+        match self.project().inner.project() {
+            ScopedProj::Scoped { fut } => fut.take_value().map(RefCell::into_inner),
+            ScopedProj::Plain { .. } => None,
+        }
+    }
+}
+
 impl<F> fmt::Debug for Scoped<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Scoped(..)")

@@ -1,0 +1,133 @@
+//! A loop over one hot path, for a profiler (`valgrind --tool=callgrind`, `perf record`)
+//! rather than for timing: criterion's harness would dominate such a profile.
+//!
+//! ```text
+//! cargo build --release -p threadline --example profile_capture
+//! valgrind --tool=callgrind target/release/examples/profile_capture server 100000
+//! ```
+//!
+//! Modes: `copy` (the hand-written copy of five headers the core bench compares
+//! against), `capture-inject` (capture five of fifteen headers and inject them, as in
+//! that bench), `server` (capture of the seven-header request of the HTTP benches, W3C
+//! on), `traceparent` (decode one value).
+
+use std::hint::black_box;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use threadline::codec::TraceParent;
+use threadline::{Policy, Trust};
+
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// Header values as a server hands them over: shared bytes.
+fn shared(v: &str) -> HeaderValue {
+    let b = bytes::Bytes::from(v.as_bytes().to_vec());
+    let _ = b.clone();
+    HeaderValue::from_maybe_shared(b).expect("valid value")
+}
+
+fn map(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(16);
+    for (k, v) in pairs {
+        h.insert(*k, shared(v));
+    }
+    h
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "server".into());
+    let n: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+
+    let fifteen = map(&[
+        ("host", "shop.internal:8080"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "application/json"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("content-type", "application/json"),
+        ("content-length", "128"),
+        ("cookie", "session=abcdef0123456789"),
+        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"),
+        ("x-forwarded-for", "10.1.2.3"),
+        ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
+        ("x-tenant-id", "acme"),
+        ("x-user-id", "user-42"),
+        ("x-client", "web-checkout"),
+        (
+            "baggage",
+            "userId=alice,serverNode=DF%2028,isProduction=false,tenant=acme,region=eu-west-1",
+        ),
+    ]);
+    let seven = map(&[
+        ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
+        ("traceparent", TP),
+        ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+        (
+            "baggage",
+            "userId=alice,serverNode=DF%2028,isProduction=false",
+        ),
+        ("x-tenant-id", "acme"),
+        ("host", "127.0.0.1:8080"),
+        ("user-agent", "wrk"),
+    ]);
+    let names: Vec<HeaderName> = [
+        "x-correlation-id",
+        "baggage",
+        "x-tenant-id",
+        "x-user-id",
+        "x-client",
+    ]
+    .into_iter()
+    .map(HeaderName::from_static)
+    .collect();
+    let pass_through = Policy::builder()
+        .header("x-tenant-id")
+        .header("x-user-id")
+        .header("x-client")
+        .w3c(false)
+        .build()
+        .expect("valid policy");
+    let server = Policy::builder()
+        .header("x-tenant-id")
+        .build()
+        .expect("valid policy");
+
+    let mut out = HeaderMap::with_capacity(16);
+    for _ in 0..n {
+        match mode.as_str() {
+            "copy" => {
+                out.clear();
+                for name in &names {
+                    if let Some(v) = black_box(&fifteen).get(name) {
+                        out.insert(name.clone(), v.clone());
+                    }
+                }
+            }
+            "capture-inject" => {
+                out.clear();
+                let ctx = pass_through
+                    .capture(black_box(&fifteen), Trust::Trusted)
+                    .context;
+                ctx.inject(&mut out);
+            }
+            "server" => {
+                black_box(server.capture(black_box(&seven), Trust::Trusted));
+            }
+            "traceparent" => {
+                black_box(TraceParent::decode(black_box(TP.as_bytes())).ok());
+            }
+            other => {
+                eprintln!("unknown mode {other:?}: copy, capture-inject, server, traceparent");
+                std::process::exit(2);
+            }
+        }
+        black_box(&out);
+    }
+}
