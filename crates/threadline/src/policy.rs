@@ -358,8 +358,19 @@ pub(crate) struct PolicyInner {
 #[derive(Debug)]
 pub(crate) struct Lookup {
     names: Vec<HeaderName>,
+    /// Each name's first eight bytes as a word: most comparisons end on one compare.
+    heads: Vec<u64>,
     /// Bit `n` set: some name is `n` bytes long (bit 63: some name is 63 or longer).
     lengths: u64,
+}
+
+/// The first eight bytes of `s` (zero-padded) as one word.
+#[inline]
+fn head(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let n = s.len().min(8);
+    w[..n].copy_from_slice(&s[..n]);
+    u64::from_le_bytes(w)
 }
 
 impl Lookup {
@@ -367,16 +378,25 @@ impl Lookup {
         let lengths = names
             .iter()
             .fold(0u64, |m, n| m | 1 << n.as_str().len().min(63));
-        Lookup { names, lengths }
+        let heads = names.iter().map(|n| head(n.as_str().as_bytes())).collect();
+        Lookup {
+            names,
+            heads,
+            lengths,
+        }
     }
 
     #[inline]
     fn position(&self, name: &HeaderName) -> Option<usize> {
-        let name = name.as_str();
+        let name = name.as_str().as_bytes();
         if self.lengths & 1 << name.len().min(63) == 0 {
             return None;
         }
-        self.names.iter().position(|n| n.as_str() == name)
+        let h = head(name);
+        self.names
+            .iter()
+            .zip(&self.heads)
+            .position(|(n, &nh)| nh == h && n.as_str().as_bytes() == name)
     }
 }
 
