@@ -189,11 +189,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> S::Future {
-        // Split into parts: the URI is read while the headers are written.
-        let (mut parts, body) = req.into_parts();
-        self.layer.inject(&parts.uri, &mut parts.headers);
-        self.inner.call(Request::from_parts(parts, body))
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        // The grant borrows the layer, not the request: decided first, then the headers
+        // are written in place (no split into parts and back, which moves the request).
+        let grant = self.layer.grant(req.uri(), req.headers());
+        inject_with(grant, self.layer.outside.as_ref(), req.headers_mut());
+        self.inner.call(req)
     }
 }
 

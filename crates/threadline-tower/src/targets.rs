@@ -206,7 +206,7 @@ impl Grant {
 
     /// Whether an outbound header may be sent under this grant.
     pub fn allows(&self, name: &HeaderName) -> bool {
-        if CREDENTIALS.contains(&name.as_str()) {
+        if is_credential(name) {
             return !self.is_nothing() && self.credentials.contains(name);
         }
         match &self.headers {
@@ -216,6 +216,15 @@ impl Grant {
             Headers::Nothing => false,
         }
     }
+}
+
+/// `threadline::CREDENTIALS` as header names: all four are standard names, so checking
+/// a custom header against them compares a tag, not bytes (this runs for every header
+/// of every outgoing call).
+fn is_credential(name: &HeaderName) -> bool {
+    use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
+    debug_assert_eq!(CREDENTIALS.len(), 4);
+    *name == AUTHORIZATION || *name == COOKIE || *name == SET_COOKIE || *name == PROXY_AUTHORIZATION
 }
 
 fn parse_name(n: &str) -> HeaderName {
@@ -300,6 +309,15 @@ impl Targets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_the_core_list() {
+        for c in CREDENTIALS {
+            assert!(is_credential(&HeaderName::from_static(c)), "{c}");
+        }
+        assert_eq!(CREDENTIALS.len(), 4);
+        assert!(!is_credential(&HeaderName::from_static("x-tenant-id")));
+    }
 
     #[test]
     fn host_patterns() {
