@@ -359,3 +359,20 @@ async fn headers_set_after_capture_are_forwarded_and_validated() {
         Err(BindError::NoContext)
     );
 }
+
+#[tokio::test]
+async fn take_context_gives_back_the_scope_context_with_later_binds() {
+    let mut fut = std::pin::pin!(ctx("req-take").scope(async {
+        threadline::try_bind("user.id", "u-7").unwrap();
+        tokio::task::yield_now().await;
+        current_id()
+    }));
+    assert_eq!(fut.as_mut().await.as_deref(), Some("req-take"));
+    let taken = fut.as_mut().take_context().expect("the scope's context");
+    assert_eq!(taken.correlation_id().unwrap().as_str(), "req-take");
+    assert_eq!(taken.field("user.id"), Some("u-7"));
+    // Taken once: a second call has nothing left to give.
+    assert!(fut.as_mut().take_context().is_none());
+    // Outside any scope, nothing leaked onto the task.
+    assert_eq!(current_id(), None);
+}
