@@ -10,51 +10,16 @@ use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use threadline::codec::{Baggage, TraceParent};
 use threadline::{Context, Policy, Trust, names};
 
-const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-const BAGGAGE: &str =
-    "userId=alice,serverNode=DF%2028,isProduction=false,tenant=acme,region=eu-west-1";
-
-/// Header values as a server hands them over: shared bytes, cheap to clone.
-fn shared(v: &str) -> HeaderValue {
-    let b = bytes::Bytes::from(v.as_bytes().to_vec());
-    let _ = b.clone();
-    HeaderValue::from_maybe_shared(b).unwrap()
-}
-
-fn request() -> HeaderMap {
-    let pairs = [
-        ("host", "shop.internal:8080"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
-        ),
-        ("accept", "application/json"),
-        ("accept-encoding", "gzip, deflate, br"),
-        ("accept-language", "en-GB,en;q=0.9"),
-        ("content-type", "application/json"),
-        ("content-length", "128"),
-        ("cookie", "session=abcdef0123456789"),
-        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"),
-        ("x-forwarded-for", "10.1.2.3"),
-        ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
-        ("x-tenant-id", "acme"),
-        ("x-user-id", "user-42"),
-        ("x-client", "web-checkout"),
-        ("baggage", BAGGAGE),
-    ];
-    let mut h = HeaderMap::with_capacity(16);
-    for (k, v) in pairs {
-        h.insert(k, shared(v));
-    }
-    h
-}
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
+use fixtures::{BAGGAGE, TRACEPARENT as TP, request, shared};
 
 fn traceparent(c: &mut Criterion) {
     let mut g = c.benchmark_group("traceparent extract+inject");

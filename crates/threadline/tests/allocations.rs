@@ -4,10 +4,13 @@
 use std::alloc::System;
 use std::hint::black_box;
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use threadline::codec::{Baggage, TraceParent};
 use threadline::{Context, Policy, Trust};
+
+mod fixtures;
+use fixtures::request;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -17,40 +20,6 @@ fn allocations(mut f: impl FnMut()) -> usize {
     let region = Region::new(GLOBAL);
     f();
     region.change().allocations
-}
-
-/// A 15-header request, values held in shared `Bytes` like hyper's parsed headers.
-fn request() -> HeaderMap {
-    let pairs = [
-        ("host", "shop.internal:8080"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
-        ),
-        ("accept", "application/json"),
-        ("accept-encoding", "gzip, deflate, br"),
-        ("accept-language", "en-GB,en;q=0.9"),
-        ("content-type", "application/json"),
-        ("content-length", "128"),
-        ("cookie", "session=abcdef0123456789"),
-        ("authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"),
-        ("x-forwarded-for", "10.1.2.3"),
-        ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
-        ("x-tenant-id", "acme"),
-        ("x-user-id", "user-42"),
-        ("x-client", "web-checkout"),
-        (
-            "baggage",
-            "userId=alice,serverNode=DF%2028,isProduction=false",
-        ),
-    ];
-    let mut h = HeaderMap::with_capacity(16);
-    for (k, v) in pairs {
-        let shared = bytes::Bytes::from(v.as_bytes().to_vec());
-        let _ = shared.clone(); // promote to the shared representation once
-        h.insert(k, HeaderValue::from_maybe_shared(shared).unwrap());
-    }
-    h
 }
 
 #[test]
