@@ -364,13 +364,13 @@ pub(crate) struct Lookup {
     lengths: u64,
 }
 
-/// The first eight bytes of `s` (zero-padded) as one word.
+/// The first eight bytes of `s` (zero-padded) as one word, without a call to `memcpy`.
 #[inline]
 fn head(s: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    let n = s.len().min(8);
-    w[..n].copy_from_slice(&s[..n]);
-    u64::from_le_bytes(w)
+    match s.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => s.iter().rev().fold(0, |w, &b| (w << 8) | u64::from(b)),
+    }
 }
 
 impl Lookup {

@@ -127,18 +127,21 @@ fn validate_plain(b: &[u8]) -> Option<usize> {
         if !b.get(i)?.is_ascii_lowercase() {
             return None;
         }
-        while i < n && KEY_CHAR[b[i] as usize] {
-            i += 1;
-        }
+        i += b[i..]
+            .iter()
+            .position(|&c| !KEY_CHAR[c as usize])
+            .unwrap_or(n - i);
         let key = &b[start..i];
         if i == n || b[i] != b'=' || key.len() > 256 {
             return None;
         }
         i += 1;
         let value_start = i;
-        while i < n && VALUE_CHAR[b[i] as usize] {
-            i += 1;
-        }
+        let rest = b.get(i..).unwrap_or_default();
+        i += rest
+            .iter()
+            .position(|&c| !VALUE_CHAR[c as usize])
+            .unwrap_or(rest.len());
         if i == value_start || i - value_start > 256 {
             return None;
         }
