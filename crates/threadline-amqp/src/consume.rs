@@ -4,7 +4,7 @@ use std::future::Future;
 
 use lapin::BasicProperties;
 use lapin::message::{BasicGetMessage, Delivery};
-use threadline::{Captured, Context, Policy, Report, Scoped};
+use threadline::{Captured, Policy, Report, Scoped};
 
 use crate::carrier::AmqpHeaders;
 
@@ -70,15 +70,7 @@ where
     F: FnOnce(M) -> Fut,
     Fut: Future,
 {
-    run(extract(policy, &msg).context, msg, handler)
-}
-
-fn run<M, F, Fut>(ctx: Context, msg: M, handler: F) -> Scoped<Fut>
-where
-    F: FnOnce(M) -> Fut,
-    Fut: Future,
-{
-    ctx.scope_with(|| handler(msg))
+    extract(policy, &msg).context.scope_with(|| handler(msg))
 }
 
 /// [`extract`] and [`handle`] with a policy and counters, for a consumer loop.
@@ -143,7 +135,7 @@ impl Restorer {
         F: FnOnce(M) -> Fut,
         Fut: Future,
     {
-        run(self.extract(&msg).context, msg, handler)
+        self.extract(&msg).context.scope_with(|| handler(msg))
     }
 
     /// What was restored so far.

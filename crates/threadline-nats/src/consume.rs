@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use async_nats::HeaderMap;
-use threadline::{Captured, Context, Policy, Report, Scoped};
+use threadline::{Captured, Policy, Report, Scoped};
 
 use crate::carrier::NatsHeaders;
 
@@ -67,15 +67,7 @@ where
     F: FnOnce(M) -> Fut,
     Fut: Future,
 {
-    run(extract(policy, &msg).context, msg, handler)
-}
-
-fn run<M, F, Fut>(ctx: Context, msg: M, handler: F) -> Scoped<Fut>
-where
-    F: FnOnce(M) -> Fut,
-    Fut: Future,
-{
-    ctx.scope_with(|| handler(msg))
+    extract(policy, &msg).context.scope_with(|| handler(msg))
 }
 
 /// [`extract`] and [`handle`] with a policy and counters, for a consumer loop.
@@ -133,7 +125,7 @@ impl Restorer {
         F: FnOnce(M) -> Fut,
         Fut: Future,
     {
-        run(self.extract(&msg).context, msg, handler)
+        self.extract(&msg).context.scope_with(|| handler(msg))
     }
 
     /// What was restored so far.

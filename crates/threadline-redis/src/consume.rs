@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use redis::Value;
 use redis::streams::StreamId;
-use threadline::{Captured, Context, Policy, Report, Scoped};
+use threadline::{Captured, Policy, Report, Scoped};
 
 use crate::carrier::{DEFAULT_PREFIX, StreamFields};
 
@@ -73,15 +73,9 @@ where
     F: FnOnce(E) -> Fut,
     Fut: Future,
 {
-    run(extract(policy, &entry).context, entry, handler)
-}
-
-fn run<E, F, Fut>(ctx: Context, entry: E, handler: F) -> Scoped<Fut>
-where
-    F: FnOnce(E) -> Fut,
-    Fut: Future,
-{
-    ctx.scope_with(|| handler(entry))
+    extract(policy, &entry)
+        .context
+        .scope_with(|| handler(entry))
 }
 
 /// [`extract`] and [`handle`] with a policy and counters, for a consumer loop.
@@ -155,7 +149,7 @@ impl Restorer {
         F: FnOnce(E) -> Fut,
         Fut: Future,
     {
-        run(self.extract(&entry).context, entry, handler)
+        self.extract(&entry).context.scope_with(|| handler(entry))
     }
 
     /// What was restored so far.
