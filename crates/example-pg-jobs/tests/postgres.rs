@@ -260,15 +260,7 @@ async fn postgres_json_envelope_thousand_distinct_contexts_consumed_concurrently
                 let (result, _) = example_pg_jobs::handle(&policy, job, |job| async move {
                     let i = job.payload["i"].as_u64().unwrap() as usize;
                     let trace = job.payload["trace"].as_str().unwrap().to_owned();
-                    let mut ok = true;
-                    for _ in 0..3 {
-                        let ctx = Context::current();
-                        ok &= ctx.correlation_id().unwrap().as_str() == format!("corr-{i}")
-                            && ctx.trace_id().unwrap().to_string() == trace
-                            && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
-                            && ctx.field("user.id") == Some(format!("user-{i}").as_str());
-                        tokio::task::yield_now().await;
-                    }
+                    let ok = threadline_testkit::holds_message_context("corr-", &trace, i).await;
                     (i, ok)
                 })
                 .await;

@@ -424,15 +424,7 @@ async fn rabbitmq_thousand_distinct_contexts_consumed_concurrently() {
         consumers.spawn(restorer.handle(delivery, |d| async move {
             let payload = String::from_utf8(d.data.clone()).unwrap();
             let (i, trace) = payload.split_once(' ').unwrap();
-            let mut ok = true;
-            for _ in 0..3 {
-                let ctx = Context::current();
-                ok &= ctx.correlation_id().unwrap().as_str() == format!("corr-{i}")
-                    && ctx.trace_id().unwrap().to_string() == trace
-                    && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
-                    && ctx.field("user.id") == Some(format!("user-{i}").as_str());
-                tokio::task::yield_now().await;
-            }
+            let ok = threadline_testkit::holds_message_context("corr-", trace, i).await;
             d.ack(BasicAckOptions::default()).await.unwrap();
             (i.parse::<usize>().unwrap(), ok)
         }));

@@ -404,15 +404,7 @@ async fn nats_thousand_distinct_contexts_consumed_concurrently() {
         consumers.spawn(restorer.handle(msg, |msg| async move {
             let payload = String::from_utf8(msg.payload.to_vec()).unwrap();
             let (i, trace) = payload.split_once(' ').unwrap();
-            let mut ok = true;
-            for _ in 0..3 {
-                let ctx = Context::current();
-                ok &= ctx.correlation_id().unwrap().as_str() == format!("corr-{i}")
-                    && ctx.trace_id().unwrap().to_string() == trace
-                    && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
-                    && ctx.field("user.id") == Some(format!("user-{i}").as_str());
-                tokio::task::yield_now().await;
-            }
+            let ok = threadline_testkit::holds_message_context("corr-", trace, i).await;
             (i.parse::<usize>().unwrap(), ok)
         }));
     }
@@ -494,15 +486,7 @@ async fn nats_jetstream_thousand_distinct_contexts_consumed_concurrently_all_ack
         handlers.spawn(restorer.handle(msg, |msg| async move {
             let payload = String::from_utf8(msg.payload.to_vec()).unwrap();
             let (i, trace) = payload.split_once(' ').unwrap();
-            let mut ok = true;
-            for _ in 0..3 {
-                let ctx = Context::current();
-                ok &= ctx.correlation_id().unwrap().as_str() == format!("js-corr-{i}")
-                    && ctx.trace_id().unwrap().to_string() == trace
-                    && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
-                    && ctx.field("user.id") == Some(format!("user-{i}").as_str());
-                tokio::task::yield_now().await;
-            }
+            let ok = threadline_testkit::holds_message_context("js-corr-", trace, i).await;
             let acked = msg.double_ack().await.is_ok();
             (i.parse::<usize>().unwrap(), ok, acked)
         }));

@@ -292,15 +292,7 @@ async fn redis_stream_thousand_distinct_contexts_consumed_concurrently() {
             consumers.spawn(restorer.handle(entry, |entry| async move {
                 let payload: String = entry.get("payload").unwrap();
                 let (i, trace) = payload.split_once(' ').unwrap();
-                let mut ok = true;
-                for _ in 0..3 {
-                    let ctx = Context::current();
-                    ok &= ctx.correlation_id().unwrap().as_str() == format!("corr-{i}")
-                        && ctx.trace_id().unwrap().to_string() == trace
-                        && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
-                        && ctx.field("user.id") == Some(format!("user-{i}").as_str());
-                    tokio::task::yield_now().await;
-                }
+                let ok = threadline_testkit::holds_message_context("corr-", trace, i).await;
                 let _: usize = con.xack(&key, GROUP, &[&entry.id]).await.unwrap();
                 (i.parse::<usize>().unwrap(), ok)
             }));

@@ -123,3 +123,26 @@ where
     unavailable(test, service, addr, &why);
     None
 }
+
+/// Whether the current context is the one message `i` of a concurrent suite was
+/// published with: correlation id `<correlation_prefix><i>`, trace id `trace`,
+/// `x-tenant-id` `tenant-<i>` and field `user.id` `user-<i>`. Read three times with a
+/// yield in between, so that another task's context showing through after a yield on a
+/// shared worker thread is caught too.
+pub async fn holds_message_context(
+    correlation_prefix: &str,
+    trace: &str,
+    i: impl std::fmt::Display,
+) -> bool {
+    let mut ok = true;
+    for _ in 0..3 {
+        let ctx = threadline::Context::current();
+        ok &= ctx.correlation_id().map(|c| c.as_str().to_owned())
+            == Some(format!("{correlation_prefix}{i}"))
+            && ctx.trace_id().map(|t| t.to_string()).as_deref() == Some(trace)
+            && ctx.get("x-tenant-id") == Some(format!("tenant-{i}").as_str())
+            && ctx.field("user.id") == Some(format!("user-{i}").as_str());
+        tokio::task::yield_now().await;
+    }
+    ok
+}
