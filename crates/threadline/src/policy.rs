@@ -430,9 +430,11 @@ impl<'a> Found<'a> {
         let mut slots: SmallVec<[Slot<'a>; 8]> = SmallVec::from_elem(Slot::Absent, names.len());
         match carrier.entries() {
             Some(entries) => {
+                // One bounds check per hit, not the inline/spilled test of every index.
+                let s = slots.as_mut_slice();
                 for (name, v) in entries {
-                    if let Some(i) = lookup.position(name) {
-                        slots[i] = match slots[i] {
+                    if let Some(slot) = lookup.position(name).and_then(|i| s.get_mut(i)) {
+                        *slot = match slot {
                             Slot::Absent => Slot::One(v),
                             _ => Slot::Several,
                         };

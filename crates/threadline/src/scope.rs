@@ -14,7 +14,9 @@ use tokio::task::futures::TaskLocalFuture;
 use crate::context::{Context, FieldValue, InvalidFieldName};
 
 tokio::task_local! {
-    static CURRENT: RefCell<Context>;
+    // `None` only for the instant [`Context::scope_with`] takes its context back out of
+    // the synchronous scope, after `make` has returned: no user code sees it.
+    static CURRENT: RefCell<Option<Context>>;
 }
 
 /// There is no current context (the code runs outside any scope).
@@ -72,7 +74,7 @@ pin_project! {
 pin_project! {
     #[project = ScopedProj]
     enum ScopedInner<F> {
-        Scoped { #[pin] fut: TaskLocalFuture<RefCell<Context>, F> },
+        Scoped { #[pin] fut: TaskLocalFuture<RefCell<Option<Context>>, F> },
         Plain { #[pin] fut: F },
     }
 }
@@ -96,7 +98,7 @@ impl<F> Scoped<F> {
     /// was taken already.
     pub fn take_context(self: Pin<&mut Self>) -> Option<Context> {
         match self.project().inner.project() {
-            ScopedProj::Scoped { fut } => fut.take_value().map(RefCell::into_inner),
+            ScopedProj::Scoped { fut } => fut.take_value().and_then(RefCell::into_inner),
             ScopedProj::Plain { .. } => None,
         }
     }
@@ -126,7 +128,7 @@ impl Context {
     pub fn scope<F: Future>(self, fut: F) -> Scoped<F> {
         Scoped {
             inner: ScopedInner::Scoped {
-                fut: CURRENT.scope(RefCell::new(self), fut),
+                fut: CURRENT.scope(RefCell::new(Some(self)), fut),
             },
         }
     }
@@ -153,14 +155,26 @@ impl Context {
         F: FnOnce() -> Fut,
         Fut: Future,
     {
-        let fut = self.clone().sync_scope(make);
-        self.scope(fut)
+        // The context goes into the synchronous scope and is taken back out of it once
+        // `make` has returned (with whatever `make` bound), so it is never cloned.
+        let (fut, ctx) = CURRENT.sync_scope(RefCell::new(Some(self)), || {
+            let fut = make();
+            let ctx = CURRENT.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()));
+            (fut, ctx)
+        });
+        match ctx {
+            Some(ctx) => ctx.scope(fut),
+            // Unreachable: nothing else holds a borrow once `make` has returned.
+            None => Scoped {
+                inner: ScopedInner::Plain { fut },
+            },
+        }
     }
 
     /// Runs the closure `f` with this context current: the variant for blocking code.
     /// The previous context is restored afterwards, also when `f` panics.
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(RefCell::new(self), f)
+        CURRENT.sync_scope(RefCell::new(Some(self)), f)
     }
 
     /// The current context, or [`Context::empty`] outside any scope. Never panics.
@@ -177,7 +191,7 @@ impl Context {
     /// outside any scope. For hot paths such as log formatting.
     pub fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
         CURRENT
-            .try_with(|c| c.try_borrow().ok().map(|c| f(&c)))
+            .try_with(|c| c.try_borrow().ok()?.as_ref().map(f))
             .ok()
             .flatten()
     }
@@ -206,15 +220,24 @@ pub fn try_bind(
     name: impl Into<Cow<'static, str>>,
     value: impl Into<FieldValue>,
 ) -> Result<(), BindError> {
+    replace_current(|cur| {
+        cur.try_with_field(name, value)
+            .map_err(|_| BindError::InvalidName)
+    })
+}
+
+/// Replaces the current context with `next(current)`.
+fn replace_current(
+    next: impl FnOnce(&Context) -> Result<Context, BindError>,
+) -> Result<(), BindError> {
     CURRENT
         .try_with(|cell| {
             let next = {
                 let cur = cell.try_borrow().map_err(|_| BindError::Busy)?;
-                cur.try_with_field(name, value)
-                    .map_err(|_| BindError::InvalidName)?
+                next(cur.as_ref().ok_or(BindError::NoContext)?)?
             };
             let mut slot = cell.try_borrow_mut().map_err(|_| BindError::Busy)?;
-            *slot = next;
+            *slot = Some(next);
             Ok(())
         })
         .map_err(|_| BindError::NoContext)?
@@ -243,18 +266,10 @@ pub fn set_header(name: &str, value: &str) {
 
 /// Like [`set_header`], but says why it did not set the header.
 pub fn try_set_header(name: &str, value: &str) -> Result<(), BindError> {
-    CURRENT
-        .try_with(|cell| {
-            let next = {
-                let cur = cell.try_borrow().map_err(|_| BindError::Busy)?;
-                cur.try_with_header(name, value)
-                    .map_err(|_| BindError::InvalidHeader)?
-            };
-            let mut slot = cell.try_borrow_mut().map_err(|_| BindError::Busy)?;
-            *slot = next;
-            Ok(())
-        })
-        .map_err(|_| BindError::NoContext)?
+    replace_current(|cur| {
+        cur.try_with_header(name, value)
+            .map_err(|_| BindError::InvalidHeader)
+    })
 }
 
 /// Carries a context into a future.

@@ -376,3 +376,34 @@ async fn take_context_gives_back_the_scope_context_with_later_binds() {
     // Outside any scope, nothing leaked onto the task.
     assert_eq!(current_id(), None);
 }
+
+#[tokio::test]
+async fn scope_with_keeps_what_make_bound_and_restores_the_outer_context() {
+    ctx("outer")
+        .scope(async {
+            let fut = ctx("req-make").scope_with(|| {
+                // Code that runs while the future is made (a service's `call`).
+                assert_eq!(current_id().as_deref(), Some("req-make"));
+                threadline::try_bind("phase", "call").unwrap();
+                async {
+                    tokio::task::yield_now().await;
+                    (
+                        current_id(),
+                        Context::current().field("phase").map(str::to_owned),
+                    )
+                }
+            });
+            // Between making and polling, the outer context is current again.
+            assert_eq!(current_id().as_deref(), Some("outer"));
+            let (id, phase) = fut.await;
+            assert_eq!(id.as_deref(), Some("req-make"));
+            assert_eq!(
+                phase.as_deref(),
+                Some("call"),
+                "the bind made in `make` carries on"
+            );
+            assert_eq!(current_id().as_deref(), Some("outer"));
+        })
+        .await;
+    assert_eq!(current_id(), None);
+}
