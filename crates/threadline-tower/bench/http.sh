@@ -6,18 +6,24 @@
 # One axum hello-world process per variant on 127.0.0.1, each a single Tokio worker
 # pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS connections, 5 context headers per
 # request from ctx.lua) pinned to CPU $LOAD_CPU. Variants are interleaved: every round
-# runs each variant once; the tables take the median throughput and the minimum CPU.
+# runs each variant once, starting one further along the list each round.
 #
 # Two measures, both against `bare` from the same run:
 # - throughput (wrk's requests/s). With the server core saturated and nothing else
 #   on it, CPU per request = 1e6 / (requests per second) us;
 # - CPU per request measured directly: the server process's user+system CPU time
-#   (/proc/<pid>/stat) over the requests wrk completed. This one holds up when other
-#   work shares the machine, which skews throughput; the "x bare (cpu)" column is
+#   (/proc/<pid>/stat) over the requests wrk completed. The "x bare (CPU)" column is
 #   bare's CPU per request over the variant's, i.e. the throughput ratio a saturated
-#   core would give. Interference from other processes only ever adds CPU, so the
-#   table takes the minimum over the rounds for CPU (the median is shown beside it)
-#   and the median for throughput.
+#   core would give.
+# Both are paired: a variant's round is compared with bare's round of the same pass
+# (seconds apart), and the table gives the median of those per-round ratios with
+# their interquartile range. The machine's speed drifts between passes (other tenants,
+# the loopback's softirq work landing on either core); pairing cancels the drift that
+# both sides of a pair share, where the median of each variant taken on its own does not.
+#
+# With INSTRUCTIONS=1, each variant then also runs once under callgrind (valgrind)
+# for a fixed time at low load: user-space instructions per request, a count that no
+# other tenant of the machine can disturb (the kernel's share of a request is not in it).
 #
 # The outbound-hop table: every hop variant runs the server layer and calls a
 # keep-alive backend living on the same pinned core (so a hop's CPU is everything
@@ -26,7 +32,8 @@
 # parsing cost of the headers alone), `hop-propagate` uses the client layer.
 #
 # Knobs (environment): ROUNDS (6), DURATION seconds (3), CONNS (32), SERVER_CPU (0),
-# LOAD_CPU (1), VARIANTS, HOP (1 = also run the hop variants), CARGO (cargo).
+# LOAD_CPU (1), VARIANTS, HOP (1 = also run the hop variants), INSTRUCTIONS (0),
+# CARGO (cargo).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-6}
@@ -36,6 +43,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 VARIANTS=${VARIANTS:-"bare threadline tower-http otel from-fn threadline-span tower-http-trace"}
 HOP=${HOP:-1}
+INSTRUCTIONS=${INSTRUCTIONS:-0}
 CARGO=${CARGO:-cargo}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -85,8 +93,12 @@ tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 results=$(mktemp)
+read -r -a order <<<"$all"
 for r in $(seq 1 "$ROUNDS"); do
-  for v in $all; do
+  # Each round starts one variant further along the list, so that no variant always
+  # runs first (or right after the same neighbour) in its round.
+  k=$(( (r - 1) % ${#order[@]} ))
+  for v in "${order[@]:k}" "${order[@]:0:k}"; do
     t0=$(cpu_ticks "${pid[$v]}")
     out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/ctx.lua" "http://127.0.0.1:${port[$v]}/")
     t1=$(cpu_ticks "${pid[$v]}")
@@ -106,18 +118,46 @@ minimum() { # variant [column]
 median() { # variant [column: 3 = req/s, 4 = CPU us/req]
   awk -v v="$1" -v c="${2:-3}" '$1 == v {print $c}' "$results" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
 }
+# Paired statistics: within each round, a variant against `base` in the same round.
+# Prints "median q1 q3" over the rounds of: ratio of req/s (kind rps), ratio of CPU per
+# request base/variant (kind cpu), or the extra CPU us per request (kind extra).
+paired() { # kind variant base
+  awk -v kind="$1" -v v="$2" -v b="$3" '
+    $1 == v {rv[$2] = $3; cv[$2] = $4}
+    $1 == b {rb[$2] = $3; cb[$2] = $4}
+    END {
+      n = 0
+      for (r in rv) if (r in rb) {
+        if (kind == "rps") x = rv[r] / rb[r]
+        else if (kind == "cpu") x = cb[r] / cv[r]
+        else x = cv[r] - cb[r]
+        a[++n] = x
+      }
+      for (i = 2; i <= n; i++) { x = a[i]; j = i - 1; while (j > 0 && a[j] > x) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
+      printf "%.4f %.4f %.4f\n", quant(a, n, 0.5), quant(a, n, 0.25), quant(a, n, 0.75)
+    }
+    function quant(a, n, p,   h, lo) { h = (n - 1) * p + 1; lo = int(h); return (lo >= n) ? a[n] : a[lo] + (h - lo) * (a[lo + 1] - a[lo]) }
+  ' "$results"
+}
 
 echo
 echo "## Server layer: axum hello-world, 1 worker on CPU $SERVER_CPU, wrk -t1 -c$CONNS on CPU $LOAD_CPU, 5 context headers"
-echo "## $ROUNDS rounds x ${DURATION}s, variants interleaved; req/s: median, CPU us/req: minimum over rounds"
+echo "## $ROUNDS rounds x ${DURATION}s, variants interleaved. Ratios and extra CPU are paired: each round's"
+echo "## variant against the same round's bare, then the median over rounds [interquartile range]."
 echo
-printf '| %-16s | %9s | %12s | %12s | %12s | %12s | %12s |\n' variant "req/s" "x bare (req)" "CPU us/req" "extra us" "x bare (cpu)" "CPU median"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' ------------------ ----------- -------------- -------------- -------------- -------------- --------------
-bare=$(median bare)
-bare_cpu=$(minimum bare)
+printf '| %-16s | %9s | %-22s | %-22s | %-24s | %12s |\n' variant "req/s" "x bare (req/s)" "x bare (CPU)" "extra CPU us/req" "CPU us (min)"
+printf '|%s|%s|%s|%s|%s|%s|\n' ------------------ ----------- ------------------------ ------------------------ -------------------------- --------------
 for v in $VARIANTS; do
-  awk -v v="$v" -v m="$(median "$v")" -v b="$bare" -v c="$(minimum "$v")" -v bc="$bare_cpu" -v cm="$(median "$v" 4)" 'BEGIN {
-    printf "| %-16s | %9.0f | %12.2f | %12.2f | %+12.2f | %12.2f | %12.2f |\n", v, m, m / b, c, c - bc, bc / c, cm }'
+  read -r rm rlo rhi <<<"$(paired rps "$v" bare)"
+  read -r cm clo chi <<<"$(paired cpu "$v" bare)"
+  read -r em elo ehi <<<"$(paired extra "$v" bare)"
+  awk -v v="$v" -v m="$(median "$v")" -v c="$(minimum "$v")" \
+    -v rm="$rm" -v rlo="$rlo" -v rhi="$rhi" -v cm="$cm" -v clo="$clo" -v chi="$chi" \
+    -v em="$em" -v elo="$elo" -v ehi="$ehi" 'BEGIN {
+    r = sprintf("%4.2f [%4.2f-%4.2f]", rm, rlo, rhi)
+    x = sprintf("%4.2f [%4.2f-%4.2f]", cm, clo, chi)
+    e = sprintf("%+5.2f [%+5.2f %+5.2f]", em, elo, ehi)
+    printf "| %-16s | %9.0f | %-22s | %-22s | %-24s | %12.2f |\n", v, m, r, x, e, c }'
 done
 
 if [ "$HOP" = 1 ]; then
@@ -130,18 +170,50 @@ if [ "$HOP" = 1 ]; then
     awk -v v="$v" -v m="$(median "$v")" -v c="$(minimum "$v")" -v cm="$(median "$v" 4)" 'BEGIN {
       printf "| %-16s | %9.0f | %12.2f | %12.2f |\n", v, m, c, cm }'
   done
-  # Both the minimum (the least disturbed round) and the median CPU: on a noisy machine
-  # they disagree, and the difference is the measurement's uncertainty.
-  for stat in minimum median; do
-    plain=$($stat hop-plain 4)
-    fixed=$($stat hop-static 4)
-    prop=$($stat hop-propagate 4)
-    srv=$($stat threadline 4)
-    awk -v p="$plain" -v st="$fixed" -v q="$prop" -v s="$srv" -v w="$stat" 'BEGIN {
-      hop = p - s;
-      printf "\n%s CPU: the keep-alive hop itself (hop-plain - threadline): %.2f us per request\n", w, hop;
-      printf "%s CPU: client layer alone (hop-propagate - hop-static): %+.2f us = %.1f%% of the hop\n", w, q - st, 100 * (q - st) / hop;
-      printf "%s CPU: layer + five headers on the wire (hop-propagate - hop-plain): %+.2f us = %.1f%% of the hop\n", w, q - p, 100 * (q - p) / hop }'
+  # Paired per round, like the server table: the client layer's extra CPU is each
+  # round's hop-propagate minus the same round's hop-static; the hop itself is each
+  # round's hop-plain minus its threadline (the same server layer without a call).
+  read -r hm hlo hhi <<<"$(paired extra hop-plain threadline)"
+  read -r lm llo lhi <<<"$(paired extra hop-propagate hop-static)"
+  read -r wm wlo whi <<<"$(paired extra hop-propagate hop-plain)"
+  awk -v hm="$hm" -v hlo="$hlo" -v hhi="$hhi" -v lm="$lm" -v llo="$llo" -v lhi="$lhi" \
+    -v wm="$wm" -v wlo="$wlo" -v whi="$whi" 'BEGIN {
+    printf "\nthe keep-alive hop itself (hop-plain - threadline): %.2f us per request [%.2f-%.2f]\n", hm, hlo, hhi;
+    printf "client layer alone (hop-propagate - hop-static): %+.2f us [%+.2f %+.2f] = %.1f%% of the hop [%.1f%% %.1f%%]\n", lm, llo, lhi, 100 * lm / hm, 100 * llo / hm, 100 * lhi / hm;
+    printf "layer + five headers on the wire (hop-propagate - hop-plain): %+.2f us [%+.2f %+.2f] = %.1f%% of the hop\n", wm, wlo, whi, 100 * wm / hm }'
+fi
+
+if [ "$INSTRUCTIONS" = 1 ]; then
+  command -v valgrind >/dev/null || { echo "INSTRUCTIONS=1 needs valgrind" >&2; exit 1; }
+  cleanup
+  echo
+  echo "## User-space instructions per request (callgrind, 8 connections, counted over 5 s after 2 s of warm-up)"
+  echo
+  printf '| %-16s | %12s | %12s |\n' variant "instr/req" "extra"
+  printf '|%s|%s|%s|\n' ------------------ -------------- --------------
+  cg=$(mktemp -d)
+  for v in $all; do
+    p=$((base + 100 + RANDOM % 1000))
+    valgrind --tool=callgrind --callgrind-out-file="$cg/$v" "$bin" "$v" "$p" 2>/dev/null &
+    vp=$!
+    for _ in $(seq 1 300); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then break; fi
+      sleep 0.1
+    done
+    wrk -t1 -c8 -d2s -s "$here/ctx.lua" "http://127.0.0.1:$p/" >/dev/null
+    callgrind_control -z "$vp" >/dev/null 2>&1
+    out=$(wrk -t1 -c8 -d5s -s "$here/ctx.lua" "http://127.0.0.1:$p/")
+    callgrind_control -d "$vp" >/dev/null 2>&1
+    kill "$vp"; wait "$vp" 2>/dev/null || true
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    # The dump after zeroing holds just the measured stretch.
+    total=$(callgrind_annotate "$(ls -t "$cg/$v".* | head -1)" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    echo "$v $((total / n))" >>"$cg/counts"
   done
+  b_instr=$(awk '$1 == "bare" {print $2}' "$cg/counts")
+  while read -r v c; do
+    printf '| %-16s | %12d | %+12d |\n' "$v" "$c" "$((c - ${b_instr:-$c}))"
+  done <"$cg/counts"
+  rm -rf "$cg"
 fi
 rm -f "$results"

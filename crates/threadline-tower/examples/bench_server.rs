@@ -12,6 +12,7 @@
 //! | `tower-http` | tower-http `SetRequestId` + `PropagateRequestId` |
 //! | `otel` | OpenTelemetry `TraceContextPropagator` extract + attach (`from_fn`) |
 //! | `from-fn` | an empty `axum::middleware::from_fn` |
+//! | `noop` | tower's `Identity` layer through `Router::layer`: what axum's per-route layering costs by itself |
 //! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
 //! | `tower-http-trace` | tower-http `SetRequestId` + `TraceLayer` with a span carrying the request id + `PropagateRequestId` (the usual way to get the id into logs) |
 //! | `tl-noecho` | `ThreadlineLayer` without the response echo (the echo's share) |
@@ -193,6 +194,7 @@ async fn router(variant: &str) -> Option<Router> {
         ),
         "otel" => hello().layer(middleware::from_fn(otel_mw)),
         "from-fn" => hello().layer(middleware::from_fn(empty_mw)),
+        "noop" => hello().layer(tower::layer::util::Identity::new()),
         "tl-noecho" => hello().layer(ThreadlineLayer::new(policy()).trust_all().no_echo()),
         "capture-only" => {
             let p = policy();
