@@ -20,7 +20,7 @@
 //! | `scope-only` | a `from_fn` that runs the request in a fresh root context's scope |
 //! | `hop-plain` | `ThreadlineLayer`; the handler calls a keep-alive backend (hyper-util) |
 //! | `hop-static` | the same, the handler setting the five headers by hand (static values): the wire cost alone |
-//! | `hop-propagate` | the same, with `PropagateLayer` on the client |
+//! | `hop-propagate` | the same, with `PropagateLayer` on the client (targets: `127.0.0.1` allowed by name) |
 //!
 //! Every variant runs under the same `tracing` subscriber (a registry with an INFO
 //! level filter), so a span is really created where one is asked for.
@@ -43,7 +43,7 @@ use opentelemetry::context::FutureExt;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use threadline::Policy;
-use threadline_tower::{PropagateLayer, Targets, ThreadlineLayer};
+use threadline_tower::{PropagateLayer, Target, Targets, ThreadlineLayer};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tracing_subscriber::layer::SubscriberExt;
@@ -119,7 +119,11 @@ async fn hop_router(hop: Hop) -> Router {
     let uri: http::Uri = format!("http://{backend}/").parse().expect("uri");
     let plain = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let propagating = ServiceBuilder::new()
-        .layer(PropagateLayer::new(Targets::everywhere()))
+        // As configured in a real service: the same-site hosts listed by name (the
+        // destination is matched on every call), credentials never forwarded.
+        .layer(PropagateLayer::new(
+            Targets::new().allow(Target::host("127.0.0.1")),
+        ))
         .service(plain.clone());
     let handler = move || {
         let plain = plain.clone();

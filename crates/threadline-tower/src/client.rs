@@ -95,20 +95,16 @@ impl PropagateLayer {
     fn grant<'a>(&'a self, uri: &Uri, headers: &HeaderMap) -> &'a Grant {
         match &self.dest {
             Destination::Fixed(g) => g,
-            Destination::ByUri(targets) => {
-                if uri.host().is_some() {
-                    targets.grant_for(uri.scheme_str(), uri.host(), uri.port_u16())
-                } else {
+            Destination::ByUri(targets) => match uri.authority() {
+                Some(a) => targets.grant_for_authority(uri.scheme_str(), Some(a.as_str())),
+                None => {
                     let authority = headers
                         .get(http::header::HOST)
                         .and_then(|h| h.to_str().ok())
                         .and_then(|h| h.parse::<http::uri::Authority>().ok());
-                    match authority {
-                        Some(a) => targets.grant_for(None, Some(a.host()), a.port_u16()),
-                        None => targets.grant_for(None, None, None),
-                    }
+                    targets.grant_for_authority(None, authority.as_ref().map(|a| a.as_str()))
                 }
-            }
+            },
         }
     }
 

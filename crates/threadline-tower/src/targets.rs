@@ -304,6 +304,50 @@ impl Targets {
             .find(|(t, _)| t.matches(scheme, host, port))
             .map_or(&self.otherwise, |(_, g)| g)
     }
+
+    /// The grant for a destination given by scheme and authority (`host:port`,
+    /// userinfo allowed). With no rules the fallback is the answer and the authority
+    /// is not even read; otherwise it is split in one scan.
+    pub fn grant_for_authority(&self, scheme: Option<&str>, authority: Option<&str>) -> &Grant {
+        if self.rules.is_empty() {
+            return &self.otherwise;
+        }
+        match authority {
+            Some(a) => {
+                let (host, port) = host_and_port(a);
+                self.grant_for(scheme, Some(host), port)
+            }
+            None => self.grant_for(scheme, None, None),
+        }
+    }
+}
+
+/// The host and port of an authority, exactly as `http::uri::Authority::host` and
+/// `port_u16` give them, from one backward scan (those two search the string three
+/// times between them, on every outgoing request).
+pub(crate) fn host_and_port(authority: &str) -> (&str, Option<u16>) {
+    let b = authority.as_bytes();
+    let mut last_colon = None;
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate().rev() {
+        if c == b'@' {
+            // A colon before the last `@` is userinfo's: `http` finds it, fails to
+            // read a port out of `pass@host`, and says none.
+            start = i + 1;
+            break;
+        }
+        if c == b':' && last_colon.is_none() {
+            last_colon = Some(i);
+        }
+    }
+    let port = last_colon.and_then(|i| authority[i + 1..].parse::<u16>().ok());
+    let host_port = &authority[start..];
+    let end = if host_port.starts_with('[') {
+        host_port.bytes().position(|c| c == b']').map(|i| i + 1)
+    } else {
+        host_port.bytes().position(|c| c == b':')
+    };
+    (&host_port[..end.unwrap_or(host_port.len())], port)
 }
 
 #[cfg(test)]
@@ -317,6 +361,52 @@ mod tests {
         }
         assert_eq!(CREDENTIALS.len(), 4);
         assert!(!is_credential(&HeaderName::from_static("x-tenant-id")));
+    }
+
+    #[test]
+    fn host_and_port_agree_with_http() {
+        let authorities = [
+            "orders.internal",
+            "orders.internal:8080",
+            "127.0.0.1:3000",
+            "127.0.0.1",
+            "[::1]",
+            "[::1]:8443",
+            "[2001:db8::1]:80",
+            "user@host",
+            "user:pass@host",
+            "user:pass@host:8080",
+            "user@[::1]:1",
+            "a@b@c:9",
+            "host:65535",
+            "host:65536",
+            "host:0",
+            "host:",
+            "localhost:00080",
+        ];
+        for a in authorities {
+            let Ok(parsed) = a.parse::<http::uri::Authority>() else {
+                continue;
+            };
+            assert_eq!(
+                host_and_port(parsed.as_str()),
+                (parsed.host(), parsed.port_u16()),
+                "{a}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any string `http` accepts as an authority splits the same way.
+        #[test]
+        fn host_and_port_agree_with_http_on_any_authority(a in "[a-z0-9:@\\[\\].%+-]{0,24}") {
+            if let Ok(parsed) = a.parse::<http::uri::Authority>() {
+                proptest::prop_assert_eq!(
+                    host_and_port(parsed.as_str()),
+                    (parsed.host(), parsed.port_u16())
+                );
+            }
+        }
     }
 
     #[test]
