@@ -33,7 +33,7 @@
 #
 # Knobs (environment): ROUNDS (6), DURATION seconds (3), CONNS (32), SERVER_CPU (0),
 # LOAD_CPU (1), VARIANTS, HOP (1 = also run the hop variants), INSTRUCTIONS (0),
-# CARGO (cargo).
+# WARMUP seconds per process (1), CARGO (cargo).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-6}
@@ -44,6 +44,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 VARIANTS=${VARIANTS:-"bare threadline tower-http otel from-fn threadline-span tower-http-trace"}
 HOP=${HOP:-1}
 INSTRUCTIONS=${INSTRUCTIONS:-0}
+WARMUP=${WARMUP:-1}
 CARGO=${CARGO:-cargo}
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,27 +68,34 @@ bin="$target_dir/release/examples/bench_server"
 all="$VARIANTS"
 if [ "$HOP" = 1 ]; then all="$all hop-plain hop-static hop-propagate"; fi
 
-declare -A port pid
+declare -A pid
 base=$((20000 + RANDOM % 20000))
-i=0
+next_port=$base
 cleanup() {
   for v in "${!pid[@]}"; do kill "${pid[$v]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 
-for v in $all; do
-  port[$v]=$((base + i)); i=$((i + 1))
-  taskset -c "$SERVER_CPU" "$bin" "$v" "${port[$v]}" 2>/dev/null &
+# Starts a fresh server process for variant $1 on a new port (left in $p) and warms
+# it up.
+start() {
+  local v=$1
+  p=$next_port
+  next_port=$((next_port + 1))
+  taskset -c "$SERVER_CPU" "$bin" "$v" "$p" >/dev/null 2>&1 &
   pid[$v]=$!
-done
-for v in $all; do
   for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/${port[$v]}") 2>/dev/null; then break; fi
-    sleep 0.1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then break; fi
+    sleep 0.05
   done
   # Warm-up (connections, allocator, caches).
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s -s "$here/ctx.lua" "http://127.0.0.1:${port[$v]}/" >/dev/null
-done
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP"s -s "$here/ctx.lua" "http://127.0.0.1:$p/" >/dev/null
+}
+stop() {
+  kill "${pid[$1]}" 2>/dev/null || true
+  wait "${pid[$1]}" 2>/dev/null || true
+  unset "pid[$1]"
+}
 
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -99,9 +107,14 @@ for r in $(seq 1 "$ROUNDS"); do
   # runs first (or right after the same neighbour) in its round.
   k=$(( (r - 1) % ${#order[@]} ))
   for v in "${order[@]:k}" "${order[@]:0:k}"; do
+    # A new process every round: where one process's code and heap happen to land
+    # (cache-set and branch-predictor aliasing) shifts its cost by several per cent
+    # for as long as it runs; new processes spread that over the rounds.
+    start "$v"
     t0=$(cpu_ticks "${pid[$v]}")
-    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/ctx.lua" "http://127.0.0.1:${port[$v]}/")
+    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/ctx.lua" "http://127.0.0.1:$p/")
     t1=$(cpu_ticks "${pid[$v]}")
+    stop "$v"
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v t="$tck" 'BEGIN {printf "%.3f", (b - a) * 1e6 / t / n}')
@@ -193,7 +206,7 @@ if [ "$INSTRUCTIONS" = 1 ]; then
   printf '|%s|%s|%s|\n' ------------------ -------------- --------------
   cg=$(mktemp -d)
   for v in $all; do
-    p=$((base + 100 + RANDOM % 1000))
+    p=$next_port; next_port=$((next_port + 1))
     valgrind --tool=callgrind --callgrind-out-file="$cg/$v" "$bin" "$v" "$p" 2>/dev/null &
     vp=$!
     for _ in $(seq 1 300); do
