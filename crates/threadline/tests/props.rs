@@ -81,6 +81,26 @@ proptest! {
     }
 
     #[test]
+    fn list_validators_agree_with_their_references_on_long_members(
+        s in "(([a-z0-9@*_/-]{0,14}=[a-zA-Z0-9 =%;!~]{0,22}|[ ,]),){0,4}[a-z]{0,12}(=[a-z0-9%]{0,20})?,?"
+    ) {
+        // Keys and values longer than a word, so that the word-at-a-time scans find
+        // their `,` and `=` at every offset, in the first word and in later ones.
+        prop_assert_eq!(
+            TraceState::validate(s.as_bytes()).ok(),
+            tracestate_reference(&s),
+            "{:?}", s
+        );
+        let strict = Baggage::validate(s.as_bytes(), 1000, 100_000);
+        let parsed: Vec<_> = Baggage::members(&s).collect();
+        let all_ok = parsed.iter().all(Result::is_ok);
+        prop_assert_eq!(strict.is_ok(), all_ok, "{:?}: {:?} vs {:?}", s, strict, parsed);
+        if let Ok(n) = strict {
+            prop_assert_eq!(n, parsed.len());
+        }
+    }
+
+    #[test]
     fn correlation_ids_round_trip(id in "[!#-&(-+\\--:<-\\[\\]-_a-~]{1,128}") {
         let parsed = CorrelationId::decode(id.as_bytes()).unwrap();
         prop_assert_eq!(parsed.as_str(), id.as_str());

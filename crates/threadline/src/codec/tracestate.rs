@@ -102,7 +102,6 @@ fn validate_value(v: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// Iterates the non-empty members of a list as `(key, value)` byte slices.
 /// `nblk-chr`: a value character other than the space.
 static VALUE_CHAR: [bool; 256] = {
     let mut t = [false; 256];
