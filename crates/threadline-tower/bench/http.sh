@@ -69,7 +69,7 @@ all="$VARIANTS"
 if [ "$HOP" = 1 ]; then all="$all hop-plain hop-static hop-propagate"; fi
 
 declare -A pid
-base=$((20000 + RANDOM % 20000))
+base=$((10000 + RANDOM % 15000))
 next_port=$base
 cleanup() {
   for v in "${!pid[@]}"; do kill "${pid[$v]}" 2>/dev/null || true; done
@@ -77,19 +77,30 @@ cleanup() {
 trap cleanup EXIT
 
 # Starts a fresh server process for variant $1 on a new port (left in $p) and warms
-# it up.
+# it up. Ports come from below the kernel's ephemeral range, so that no client socket
+# of an earlier round (lingering in TIME_WAIT) holds one; a port that is taken anyway
+# makes the server exit, and the next one is tried.
 start() {
-  local v=$1
-  p=$next_port
-  next_port=$((next_port + 1))
-  taskset -c "$SERVER_CPU" "$bin" "$v" "$p" >/dev/null 2>&1 &
-  pid[$v]=$!
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then break; fi
-    sleep 0.05
+  local v=$1 attempt
+  for attempt in 1 2 3 4 5; do
+    p=$next_port
+    next_port=$((next_port + 1))
+    taskset -c "$SERVER_CPU" "$bin" "$v" "$p" >/dev/null 2>&1 &
+    pid[$v]=$!
+    for _ in $(seq 1 200); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+        # Warm-up (connections, allocator, caches).
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP"s -s "$here/ctx.lua" "http://127.0.0.1:$p/" >/dev/null
+        return 0
+      fi
+      kill -0 "${pid[$v]}" 2>/dev/null || break
+      sleep 0.05
+    done
+    echo "warning: $v did not come up on port $p (attempt $attempt)" >&2
+    stop "$v"
   done
-  # Warm-up (connections, allocator, caches).
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$WARMUP"s -s "$here/ctx.lua" "http://127.0.0.1:$p/" >/dev/null
+  echo "error: could not start $v" >&2
+  exit 1
 }
 stop() {
   kill "${pid[$1]}" 2>/dev/null || true
