@@ -311,6 +311,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn grants_by_port_scheme_and_userinfo() {
+        let targets = Targets::new()
+            .allow(Target::host("orders.internal").scheme("https").port(8443))
+            .grant(Target::host("[::1]").port(80), Grant::only(["x-tenant-id"]))
+            .others_traceparent_only();
+        let svc = echo_headers(PropagateLayer::new(targets));
+        let send = |uri: &'static str| {
+            let svc = svc.clone();
+            ctx().scope(async move {
+                let req = Request::get(uri).body(()).unwrap();
+                svc.oneshot(req).await.unwrap()
+            })
+        };
+        let full =
+            |h: &HeaderMap| h.contains_key("x-tenant-id") && h.contains_key("x-correlation-id");
+        assert!(full(&send("https://orders.internal:8443/").await));
+        assert!(full(&send("https://user:pw@ORDERS.internal:8443/x").await));
+        // Wrong port, wrong scheme, no port (https means 443): traceparent only.
+        for uri in [
+            "https://orders.internal:8444/",
+            "http://orders.internal:8443/",
+            "https://orders.internal/",
+        ] {
+            let sent = send(uri).await;
+            assert_eq!(sent.len(), 1, "{uri}: {sent:?}");
+            assert!(sent.contains_key("traceparent"), "{uri}");
+        }
+        // An IPv6 literal, its port implied by the scheme.
+        let v6 = send("http://[::1]/").await;
+        assert_eq!(v6.len(), 1, "{v6:?}");
+        assert_eq!(v6["x-tenant-id"], "acme");
+    }
+
+    #[tokio::test]
     async fn fixed_destination() {
         let svc = echo_headers(PropagateLayer::fixed(Grant::only(["x-tenant-id"])));
         let sent = ctx()

@@ -111,7 +111,7 @@ impl Target {
                 return false;
             }
         }
-        let host = host.map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        let host = host.map(trim_brackets);
         match (&self.host, host) {
             (HostPattern::Any, _) => true,
             (_, None) => false,
@@ -123,6 +123,22 @@ impl Target {
             }
         }
     }
+}
+
+/// `h` without its leading `[`s and trailing `]`s (an IPv6 literal's brackets), by
+/// bytes: a `char` pattern goes through the general string searcher, on every call.
+fn trim_brackets(h: &str) -> &str {
+    let b = h.as_bytes();
+    if b.first() != Some(&b'[') && b.last() != Some(&b']') {
+        return h;
+    }
+    let start = b.iter().position(|&c| c != b'[').unwrap_or(b.len());
+    let end = b[start..]
+        .iter()
+        .rposition(|&c| c != b']')
+        .map_or(start, |i| start + i + 1);
+    // Both ends sit next to an ASCII byte or at the ends: char boundaries.
+    h.get(start..end).unwrap_or_default()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +254,8 @@ fn parse_name(n: &str) -> HeaderName {
 pub struct Targets {
     rules: Arc<[(Target, Grant)]>,
     otherwise: Grant,
+    /// Some rule names a port.
+    any_port: bool,
 }
 
 impl fmt::Debug for Targets {
@@ -259,6 +277,7 @@ impl Targets {
     /// No destination receives anything until allowed.
     pub fn new() -> Self {
         Targets {
+            any_port: false,
             rules: Arc::from(Vec::new()),
             otherwise: Grant::nothing(),
         }
@@ -281,6 +300,7 @@ impl Targets {
         let mut rules: Vec<_> = self.rules.iter().cloned().collect();
         rules.push((target, grant));
         Targets {
+            any_port: rules.iter().any(|(t, _)| t.port.is_some()),
             rules: rules.into(),
             otherwise: self.otherwise,
         }
@@ -315,6 +335,12 @@ impl Targets {
         match authority {
             Some(a) => {
                 let (host, port) = host_and_port(a);
+                // The port is read only when some rule names one.
+                let port = if self.any_port {
+                    port.and_then(|p| p.parse().ok())
+                } else {
+                    None
+                };
                 self.grant_for(scheme, Some(host), port)
             }
             None => self.grant_for(scheme, None, None),
@@ -322,10 +348,11 @@ impl Targets {
     }
 }
 
-/// The host and port of an authority, exactly as `http::uri::Authority::host` and
-/// `port_u16` give them, from one backward scan (those two search the string three
-/// times between them, on every outgoing request).
-pub(crate) fn host_and_port(authority: &str) -> (&str, Option<u16>) {
+/// The host of an authority and the text after its last `:` (the port, when it reads
+/// as a number), exactly as `http::uri::Authority::host` and `port_u16` find them, from
+/// one backward scan (those two search the string three times between them, on every
+/// outgoing request).
+pub(crate) fn host_and_port(authority: &str) -> (&str, Option<&str>) {
     let b = authority.as_bytes();
     let mut last_colon = None;
     let mut start = 0;
@@ -340,7 +367,7 @@ pub(crate) fn host_and_port(authority: &str) -> (&str, Option<u16>) {
             last_colon = Some(i);
         }
     }
-    let port = last_colon.and_then(|i| authority[i + 1..].parse::<u16>().ok());
+    let port = last_colon.and_then(|i| authority.get(i + 1..));
     let host_port = &authority[start..];
     let end = if host_port.starts_with('[') {
         host_port.bytes().position(|c| c == b']').map(|i| i + 1)
@@ -388,11 +415,9 @@ mod tests {
             let Ok(parsed) = a.parse::<http::uri::Authority>() else {
                 continue;
             };
-            assert_eq!(
-                host_and_port(parsed.as_str()),
-                (parsed.host(), parsed.port_u16()),
-                "{a}"
-            );
+            let (host, port) = host_and_port(parsed.as_str());
+            let port = port.and_then(|p| p.parse::<u16>().ok());
+            assert_eq!((host, port), (parsed.host(), parsed.port_u16()), "{a}");
         }
     }
 
@@ -401,11 +426,23 @@ mod tests {
         #[test]
         fn host_and_port_agree_with_http_on_any_authority(a in "[a-z0-9:@\\[\\].%+-]{0,24}") {
             if let Ok(parsed) = a.parse::<http::uri::Authority>() {
-                proptest::prop_assert_eq!(
-                    host_and_port(parsed.as_str()),
-                    (parsed.host(), parsed.port_u16())
-                );
+                let (host, port) = host_and_port(parsed.as_str());
+                let port = port.and_then(|p| p.parse::<u16>().ok());
+                proptest::prop_assert_eq!((host, port), (parsed.host(), parsed.port_u16()));
             }
+        }
+    }
+
+    #[test]
+    fn brackets_trimmed_like_the_char_patterns() {
+        for h in [
+            "[::1]", "::1", "[[a]]", "[", "]", "[]", "", "a]", "[a", "é]", "[é",
+        ] {
+            assert_eq!(
+                trim_brackets(h),
+                h.trim_start_matches('[').trim_end_matches(']'),
+                "{h}"
+            );
         }
     }
 
