@@ -110,6 +110,7 @@ stop() {
 
 tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 
 results=$(mktemp)
 read -r -a order <<<"$all"
@@ -123,15 +124,18 @@ for r in $(seq 1 "$ROUNDS"); do
     # for as long as it runs; new processes spread that over the rounds.
     start "$v"
     t0=$(cpu_ticks "${pid[$v]}")
+    u0=$(user_ticks "${pid[$v]}")
     out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$here/ctx.lua" "http://127.0.0.1:$p/")
     t1=$(cpu_ticks "${pid[$v]}")
+    u1=$(user_ticks "${pid[$v]}")
     stop "$v"
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     n=$(awk '/requests in/ {print $1}' <<<"$out")
     cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v t="$tck" 'BEGIN {printf "%.3f", (b - a) * 1e6 / t / n}')
+    usr=$(awk -v a="$u0" -v b="$u1" -v n="$n" -v t="$tck" 'BEGIN {printf "%.3f", (b - a) * 1e6 / t / n}')
     bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     if [ -n "$bad" ]; then echo "warning: $v answered $bad non-2xx responses" >&2; fi
-    echo "$v $r $rps $cpu" >>"$results"
+    echo "$v $r $rps $cpu $usr" >>"$results"
     echo "round $r  $v  $rps req/s  $cpu us CPU/req" >&2
   done
 done
@@ -139,21 +143,23 @@ done
 minimum() { # variant [column]
   awk -v v="$1" -v c="${2:-4}" '$1 == v {print $c}' "$results" | sort -g | head -1
 }
-median() { # variant [column: 3 = req/s, 4 = CPU us/req]
+median() { # variant [column: 3 = req/s, 4 = CPU us/req, 5 = user CPU us/req]
   awk -v v="$1" -v c="${2:-3}" '$1 == v {print $c}' "$results" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
 }
 # Paired statistics: within each round, a variant against `base` in the same round.
 # Prints "median q1 q3" over the rounds of: ratio of req/s (kind rps), ratio of CPU per
-# request base/variant (kind cpu), or the extra CPU us per request (kind extra).
+# request base/variant (kind cpu), the extra CPU us per request (kind extra), or the
+# extra user-space CPU us per request (kind user).
 paired() { # kind variant base
   awk -v kind="$1" -v v="$2" -v b="$3" '
-    $1 == v {rv[$2] = $3; cv[$2] = $4}
-    $1 == b {rb[$2] = $3; cb[$2] = $4}
+    $1 == v {rv[$2] = $3; cv[$2] = $4; uv[$2] = $5}
+    $1 == b {rb[$2] = $3; cb[$2] = $4; ub[$2] = $5}
     END {
       n = 0
       for (r in rv) if (r in rb) {
         if (kind == "rps") x = rv[r] / rb[r]
         else if (kind == "cpu") x = cb[r] / cv[r]
+        else if (kind == "user") x = uv[r] - ub[r]
         else x = cv[r] - cb[r]
         a[++n] = x
       }
@@ -238,6 +244,22 @@ if [ "$INSTRUCTIONS" = 1 ]; then
   while read -r v c; do
     printf '| %-16s | %12d | %+12d |\n' "$v" "$c" "$((c - ${b_instr:-$c}))"
   done <"$cg/counts"
+  if [ "$HOP" = 1 ]; then
+    # The client layer's share of the hop's CPU from its instruction count: its extra
+    # instructions (hop-propagate - hop-static) at the hop's own user-space time per
+    # instruction, over the hop's CPU (user + kernel) from the timed rounds. An
+    # estimate: it assumes the layer's instructions run as fast as the hop's average.
+    read -r hu _ _ <<<"$(paired user hop-plain threadline)"
+    read -r hc _ _ <<<"$(paired extra hop-plain threadline)"
+    awk -v hu="$hu" -v hc="$hc" \
+      -v pl="$(awk '$1 == "hop-plain" {print $2}' "$cg/counts")" \
+      -v tl="$(awk '$1 == "threadline" {print $2}' "$cg/counts")" \
+      -v st="$(awk '$1 == "hop-static" {print $2}' "$cg/counts")" \
+      -v pr="$(awk '$1 == "hop-propagate" {print $2}' "$cg/counts")" 'BEGIN {
+      hi = pl - tl; d = pr - st; t = d * hu / hi
+      printf "\nclient layer by instructions: %+d per hop = %.1f%% of the hop'"'"'s user-space instructions (%d);\n", d, 100 * d / hi, hi
+      printf "at the hop'"'"'s %.2f us of user time per request that is ~%.2f us = ~%.1f%% of the hop'"'"'s %.2f us of CPU (estimate)\n", hu, t, 100 * t / hc, hc }'
+  fi
   rm -rf "$cg"
 fi
 rm -f "$results"

@@ -484,12 +484,14 @@ impl Context {
         }
         let mut sent = None;
         if let Some(t) = &i.trace {
-            if allow(&names::TRACEPARENT) && !carrier.contains(&names::TRACEPARENT) {
-                let tp = t.child();
-                if let Some(v) = shared_header_value(tp.encode().as_bytes()) {
-                    carrier.set(&names::TRACEPARENT, &v);
-                    sent = Some(tp.parent_id());
-                }
+            // One lookup for the usual case (no traceparent set by the caller): the
+            // child value is made first and written only if the slot is free.
+            let tp = t.child();
+            let written = allow(&names::TRACEPARENT)
+                && shared_header_value(tp.encode().as_bytes())
+                    .is_some_and(|v| carrier.set_if_absent(&names::TRACEPARENT, &v));
+            if written {
+                sent = Some(tp.parent_id());
                 if let Some(ts) = &t.tracestate {
                     put(carrier, &names::TRACESTATE, ts.header_value());
                 }
