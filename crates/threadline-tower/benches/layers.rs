@@ -17,48 +17,18 @@ use threadline::{Context, Policy};
 use threadline_tower::{PropagateLayer, Target, Targets, ThreadlineLayer};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
+#[path = "../bench/context.rs"]
+mod context;
+
 fn headers() -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(
-        "x-correlation-id",
-        "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3".parse().unwrap(),
-    );
-    h.insert(
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-            .parse()
-            .unwrap(),
-    );
-    h.insert(
-        "tracestate",
-        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".parse().unwrap(),
-    );
-    h.insert(
-        "baggage",
-        "userId=alice,serverNode=DF%2028,isProduction=false"
-            .parse()
-            .unwrap(),
-    );
-    h.insert("x-tenant-id", "acme".parse().unwrap());
+    for (k, v) in context::CONTEXT {
+        h.insert(HeaderName::from_static(k), v.parse().unwrap());
+    }
     h.insert("host", "127.0.0.1:8080".parse().unwrap());
     h.insert("user-agent", "wrk".parse().unwrap());
     h
 }
-
-/// The five context headers of `headers()`, as a client would set them by hand.
-const STATIC_CONTEXT: [(&str, &str); 5] = [
-    ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
-    (
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
-    ),
-    ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
-    (
-        "baggage",
-        "userId=alice,serverNode=DF%2028,isProduction=false",
-    ),
-    ("x-tenant-id", "acme"),
-];
 
 fn request(h: &HeaderMap) -> Request<()> {
     let mut r = Request::new(());
@@ -141,7 +111,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(ctx.clone().scope(async {
                 let mut req = get();
-                for (k, v) in STATIC_CONTEXT {
+                for (k, v) in context::CONTEXT {
                     req.headers_mut()
                         .insert(HeaderName::from_static(k), HeaderValue::from_static(v));
                 }

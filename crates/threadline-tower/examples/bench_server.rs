@@ -100,19 +100,8 @@ enum Hop {
     Propagate,
 }
 
-const STATIC_CONTEXT: [(&str, &str); 5] = [
-    ("x-correlation-id", "0190b6a8-5c0e-7cc1-9f6e-6b7c2ad1f0a3"),
-    (
-        "traceparent",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01",
-    ),
-    ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
-    (
-        "baggage",
-        "userId=alice,serverNode=DF%2028,isProduction=false",
-    ),
-    ("x-tenant-id", "acme"),
-];
+#[path = "../bench/context.rs"]
+mod context;
 
 async fn hop_router(hop: Hop) -> Router {
     let backend = serve_backend().await;
@@ -134,7 +123,7 @@ async fn hop_router(hop: Hop) -> Router {
                 .body(Full::<Bytes>::default())
                 .expect("request");
             if hop == Hop::Static {
-                for (k, v) in STATIC_CONTEXT {
+                for (k, v) in context::CONTEXT {
                     req.headers_mut().insert(
                         HeaderName::from_static(k),
                         http::HeaderValue::from_static(v),

@@ -271,6 +271,19 @@ mod tests {
         assert!(!a.contains_key("authorization"), "credentials not named");
     }
 
+    /// What `svc` sends for a GET of `uri` made inside `ctx()`.
+    async fn send_in_context<S>(svc: S, uri: &'static str) -> HeaderMap
+    where
+        S: Service<Request<()>, Response = HeaderMap, Error = Infallible>,
+    {
+        ctx()
+            .scope(async move {
+                let req = Request::get(uri).body(()).unwrap();
+                svc.oneshot(req).await.unwrap()
+            })
+            .await
+    }
+
     #[tokio::test]
     async fn grants_by_destination() {
         let targets = Targets::new()
@@ -281,13 +294,7 @@ mod tests {
             .allow(Target::host("*.internal"))
             .others_traceparent_only();
         let svc = echo_headers(PropagateLayer::new(targets));
-        let send = |uri: &'static str| {
-            let svc = svc.clone();
-            ctx().scope(async move {
-                let req = Request::get(uri).body(()).unwrap();
-                svc.oneshot(req).await.unwrap()
-            })
-        };
+        let send = |uri: &'static str| send_in_context(svc.clone(), uri);
         let auth = send("http://auth.internal/").await;
         assert_eq!(auth["authorization"], "Bearer secret");
         let internal = send("http://orders.internal/").await;
@@ -317,13 +324,7 @@ mod tests {
             .grant(Target::host("[::1]").port(80), Grant::only(["x-tenant-id"]))
             .others_traceparent_only();
         let svc = echo_headers(PropagateLayer::new(targets));
-        let send = |uri: &'static str| {
-            let svc = svc.clone();
-            ctx().scope(async move {
-                let req = Request::get(uri).body(()).unwrap();
-                svc.oneshot(req).await.unwrap()
-            })
-        };
+        let send = |uri: &'static str| send_in_context(svc.clone(), uri);
         let full =
             |h: &HeaderMap| h.contains_key("x-tenant-id") && h.contains_key("x-correlation-id");
         assert!(full(&send("https://orders.internal:8443/").await));
