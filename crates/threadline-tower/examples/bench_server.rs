@@ -13,6 +13,7 @@
 //! | `otel` | OpenTelemetry `TraceContextPropagator` extract + attach (`from_fn`) |
 //! | `from-fn` | an empty `axum::middleware::from_fn` |
 //! | `noop` | tower's `Identity` layer through `Router::layer`: what axum's per-route layering costs by itself |
+//! | `threadline-outer` | `ThreadlineLayer` around the whole `Router` (before routing) instead of through `Router::layer` |
 //! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
 //! | `tower-http-trace` | tower-http `SetRequestId` + `TraceLayer` with a span carrying the request id + `PropagateRequestId` (the usual way to get the id into logs) |
 //! | `tl-noecho` | `ThreadlineLayer` without the response echo (the echo's share) |
@@ -230,6 +231,19 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
+        if variant == "threadline-outer" {
+            // The layer around the whole router: it runs once, before routing, instead
+            // of inside each route (no per-route boxing; no `MatchedPath` for it to see).
+            let app = ServiceBuilder::new()
+                .layer(ThreadlineLayer::new(policy()).trust_all())
+                .service(hello());
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .expect("bind");
+            let app = axum::ServiceExt::<Request>::into_make_service(app);
+            axum::serve(listener, app).await.expect("serve");
+            return;
+        }
         let Some(app) = router(&variant).await else {
             eprintln!("unknown variant {variant:?}");
             std::process::exit(2);
