@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -109,16 +109,7 @@ fn baggage(c: &mut Criterion) {
 fn capture_inject(c: &mut Criterion) {
     let mut g = c.benchmark_group("capture 5 of 15 headers + inject");
     let req = request();
-    let names: Vec<HeaderName> = [
-        "x-correlation-id",
-        "baggage",
-        "x-tenant-id",
-        "x-user-id",
-        "x-client",
-    ]
-    .iter()
-    .map(|n| HeaderName::from_static(n))
-    .collect();
+    let names = fixtures::context_names();
     g.bench_function("hand-written direct copy into a pre-sized map", |b| {
         let mut out = HeaderMap::with_capacity(16);
         b.iter(|| {
@@ -147,13 +138,7 @@ fn capture_inject(c: &mut Criterion) {
             black_box(&out);
         })
     });
-    let pass_through = Policy::builder()
-        .header("x-tenant-id")
-        .header("x-user-id")
-        .header("x-client")
-        .w3c(false)
-        .build()
-        .unwrap();
+    let pass_through = fixtures::pass_through_policy();
     g.bench_function("threadline capture + inject (pass-through headers)", |b| {
         let mut out = HeaderMap::with_capacity(16);
         b.iter(|| {

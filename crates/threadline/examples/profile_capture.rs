@@ -13,7 +13,7 @@
 
 use std::hint::black_box;
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 use threadline::codec::TraceParent;
 use threadline::{Policy, Trust};
 
@@ -50,23 +50,8 @@ fn main() {
         ("host", "127.0.0.1:8080"),
         ("user-agent", "wrk"),
     ]);
-    let names: Vec<HeaderName> = [
-        "x-correlation-id",
-        "baggage",
-        "x-tenant-id",
-        "x-user-id",
-        "x-client",
-    ]
-    .into_iter()
-    .map(HeaderName::from_static)
-    .collect();
-    let pass_through = Policy::builder()
-        .header("x-tenant-id")
-        .header("x-user-id")
-        .header("x-client")
-        .w3c(false)
-        .build()
-        .expect("valid policy");
+    let names = fixtures::context_names();
+    let pass_through = fixtures::pass_through_policy();
     let server = Policy::builder()
         .header("x-tenant-id")
         .build()
