@@ -486,11 +486,15 @@ impl Context {
         if let Some(t) = &i.trace {
             // One lookup for the usual case (no traceparent set by the caller): the
             // child value is made first and written only if the slot is free.
-            let tp = t.child();
-            let written = allow(&names::TRACEPARENT)
-                && shared_header_value(tp.encode().as_bytes())
-                    .is_some_and(|v| carrier.set_if_absent(&names::TRACEPARENT, &v));
-            if written {
+            let written = if allow(&names::TRACEPARENT) {
+                let tp = t.child();
+                shared_header_value(tp.encode().as_bytes())
+                    .is_some_and(|v| carrier.set_if_absent(&names::TRACEPARENT, &v))
+                    .then_some(tp)
+            } else {
+                None
+            };
+            if let Some(tp) = written {
                 sent = Some(tp.parent_id());
                 if let Some(ts) = &t.tracestate {
                     put(carrier, &names::TRACESTATE, ts.header_value());
