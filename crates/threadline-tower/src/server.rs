@@ -5,7 +5,8 @@
 //! hyper-util's `TowerToHyperService`) and tonic (`Server::builder().layer(..)`).
 //!
 //! For each request the layer
-//! 1. decides whether the caller is trusted ([`TrustPolicy`]),
+//! 1. decides whether the caller is trusted ([`TrustPolicy`]) and removes the header
+//!    of a [`TrustPolicy::shared_secret`] from the request,
 //! 2. captures the context through the [`Policy`] (bad or oversized context headers
 //!    are dropped and logged at debug level by name and reason, never by value; the
 //!    request always goes on),
@@ -121,6 +122,9 @@ type ReportHook = dyn Fn(&Report, Trust) + Send + Sync;
 struct Config {
     policy: Policy,
     trust: TrustPolicy,
+    // The headers the trust policy reads a shared secret from: removed from every
+    // request once trust is decided.
+    secret_headers: Box<[HeaderName]>,
     echo: Option<HeaderName>,
     span: bool,
     on_report: Option<Arc<ReportHook>>,
@@ -154,6 +158,7 @@ impl ThreadlineLayer {
             config: Arc::new(Config {
                 policy,
                 trust: TrustPolicy::never(),
+                secret_headers: Box::default(),
                 echo,
                 span: false,
                 on_report: None,
@@ -169,6 +174,7 @@ impl ThreadlineLayer {
                 let mut copy = Config {
                     policy: c.policy.clone(),
                     trust: c.trust.clone(),
+                    secret_headers: c.secret_headers.clone(),
                     echo: c.echo.clone(),
                     span: c.span,
                     on_report: c.on_report.clone(),
@@ -182,8 +188,16 @@ impl ThreadlineLayer {
 
     /// Who is trusted to set `trusted_only` headers (and, in the policy's edge mode,
     /// to continue their own trace and correlation id).
+    ///
+    /// A header that a [`TrustPolicy::shared_secret`] reads is removed from every
+    /// request once trust is decided (whatever it held), so the secret reaches neither
+    /// the inner service and its logs nor a context captured in "capture all" mode,
+    /// and so is never forwarded.
     pub fn trust(self, trust: TrustPolicy) -> Self {
-        self.edit(|c| c.trust = trust)
+        self.edit(|c| {
+            c.secret_headers = trust.secret_headers().cloned().collect();
+            c.trust = trust;
+        })
     }
 
     /// Shortcut for `.trust(TrustPolicy::always())`: a service reachable only from
@@ -309,6 +323,9 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let c = &*self.config;
         let trust = c.trust.decide(&req);
+        for name in &*c.secret_headers {
+            req.headers_mut().remove(name);
+        }
         let captured = c.policy.capture(req.headers(), trust);
         let ctx = captured.context;
         if !captured.report.is_empty() {

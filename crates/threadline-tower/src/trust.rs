@@ -225,7 +225,9 @@ impl TrustPolicy {
     }
 
     /// Callers that send `header` with exactly `secret` (compared in constant time).
-    /// Put the header on internal clients; strip it at the edge.
+    /// Put the header on internal clients; strip it at the edge. The server layer
+    /// removes the header from each request once it has decided, so the handler, its
+    /// logs and a "capture all" context never see the secret.
     pub fn shared_secret(header: &str, secret: &str) -> Result<Self, InvalidTrustPolicy> {
         let header = HeaderName::from_bytes(header.as_bytes())
             .map_err(|_| InvalidTrustPolicy(format!("{header:?} is not a header name")))?;
@@ -253,6 +255,15 @@ impl TrustPolicy {
     pub fn any(policies: impl IntoIterator<Item = TrustPolicy>) -> Self {
         TrustPolicy {
             kind: Kind::Any(policies.into_iter().collect::<Vec<_>>().into()),
+        }
+    }
+
+    /// The headers this policy reads a shared secret from (none for the other kinds).
+    pub(crate) fn secret_headers(&self) -> Box<dyn Iterator<Item = &HeaderName> + '_> {
+        match &self.kind {
+            Kind::Secret { header, .. } => Box::new(std::iter::once(header)),
+            Kind::Any(all) => Box::new(all.iter().flat_map(TrustPolicy::secret_headers)),
+            _ => Box::new(std::iter::empty()),
         }
     }
 

@@ -154,6 +154,65 @@ async fn shared_secret_and_closure() {
     assert!(seen.body.starts_with("tenant=acme;"), "{}", seen.body);
 }
 
+/// The shared secret goes no further than the trust decision: the handler, a context
+/// captured in "capture all" mode (and so outgoing calls) never hold it, whether the
+/// caller sent the right value or a guess, and also when the secret policy sits inside
+/// `TrustPolicy::any`.
+#[tokio::test]
+async fn the_shared_secret_header_is_removed_once_trust_is_decided() {
+    let capture_all = Policy::builder()
+        .header_rule(HeaderRule::new("x-tenant-id").trusted_only())
+        .capture_all_except(["user-agent"])
+        .build()
+        .unwrap();
+    let app = Router::new().route(
+        "/",
+        get(|headers: http::HeaderMap| async move {
+            let c = Context::current();
+            let captured: Vec<String> = c.headers().map(|(n, _)| n.to_string()).collect();
+            format!(
+                "tenant={};handler_sees={};captured={}",
+                c.get("x-tenant-id").unwrap_or("-"),
+                headers.contains_key("x-internal-token"),
+                captured.join(",")
+            )
+        }),
+    );
+    let policies = [
+        TrustPolicy::shared_secret("x-internal-token", "let-me-in").unwrap(),
+        TrustPolicy::any([
+            TrustPolicy::peer_in(["10.0.0.0/8"]).unwrap(),
+            TrustPolicy::shared_secret("x-internal-token", "let-me-in").unwrap(),
+        ]),
+    ];
+    for trust in policies {
+        let addr = serve_axum(
+            app.clone()
+                .layer(ThreadlineLayer::new(capture_all.clone()).trust(trust)),
+        )
+        .await;
+        for (sent, tenant) in [("let-me-in", "acme"), ("a-guess", "-")] {
+            let req = Request::get(format!("http://{addr}/"))
+                .header("x-tenant-id", "acme")
+                .header("x-other", "kept")
+                .header("x-internal-token", sent)
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let resp = tokio::time::timeout(TIMEOUT, client().request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let body = text(resp.into_body()).await;
+            assert!(
+                body.starts_with(&format!("tenant={tenant};handler_sees=false;")),
+                "{body}"
+            );
+            assert!(body.contains("x-other"), "capture all works: {body}");
+            assert!(!body.contains("x-internal-token"), "{body}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn edge_mode_starts_fresh_for_untrusted_callers_only() {
     let edge = call(
