@@ -13,7 +13,7 @@
 //! | `otel` | OpenTelemetry `TraceContextPropagator` extract + attach (`from_fn`) |
 //! | `from-fn` | an empty `axum::middleware::from_fn` |
 //! | `noop` | tower's `Identity` layer through `Router::layer`: what axum's per-route layering costs by itself |
-//! | `threadline-outer` | `ThreadlineLayer` around the whole `Router` (before routing) instead of through `Router::layer` |
+//! | `<name>-outer` | for `threadline`, `tower-http`, `otel`, `from-fn` and `noop`: the same layer around the whole `Router` (before routing) instead of through `Router::layer` |
 //! | `threadline-span` | `ThreadlineLayer` with the per-request `tracing` span |
 //! | `tower-http-trace` | tower-http `SetRequestId` + `TraceLayer` with a span carrying the request id + `PropagateRequestId` (the usual way to get the id into logs) |
 //! | `tl-noecho` | `ThreadlineLayer` without the response echo (the echo's share) |
@@ -150,19 +150,47 @@ async fn hop_router(hop: Hop) -> Router {
         .layer(ThreadlineLayer::new(policy()).trust_all())
 }
 
+/// The layers measured in both placements, by variant name.
+macro_rules! with_layer {
+    ($variant:expr, |$layer:ident| $body:expr) => {
+        match $variant {
+            "threadline" => {
+                let $layer = ThreadlineLayer::new(policy()).trust_all();
+                Some($body)
+            }
+            "tower-http" => {
+                let $layer = ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::new(CORRELATION, MakeRequestUuid))
+                    .layer(PropagateRequestIdLayer::new(CORRELATION));
+                Some($body)
+            }
+            "otel" => {
+                let $layer = middleware::from_fn(otel_mw);
+                Some($body)
+            }
+            "from-fn" => {
+                let $layer = middleware::from_fn(empty_mw);
+                Some($body)
+            }
+            "noop" => {
+                let $layer = tower::layer::util::Identity::new();
+                Some($body)
+            }
+            _ => None,
+        }
+    };
+}
+
 async fn router(variant: &str) -> Option<Router> {
+    if let Some(app) = with_layer!(variant, |layer| hello().layer(layer)) {
+        return Some(app);
+    }
     Some(match variant {
         "bare" => hello(),
-        "threadline" => hello().layer(ThreadlineLayer::new(policy()).trust_all()),
         "threadline-span" => hello().layer(
             ThreadlineLayer::new(policy())
                 .trust_all()
                 .request_span(true),
-        ),
-        "tower-http" => hello().layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(CORRELATION, MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(CORRELATION)),
         ),
         "tower-http-trace" => hello().layer(
             ServiceBuilder::new()
@@ -186,9 +214,6 @@ async fn router(variant: &str) -> Option<Router> {
                 )
                 .layer(PropagateRequestIdLayer::new(CORRELATION)),
         ),
-        "otel" => hello().layer(middleware::from_fn(otel_mw)),
-        "from-fn" => hello().layer(middleware::from_fn(empty_mw)),
-        "noop" => hello().layer(tower::layer::util::Identity::new()),
         "tl-noecho" => hello().layer(ThreadlineLayer::new(policy()).trust_all().no_echo()),
         "capture-only" => {
             let p = policy();
@@ -212,6 +237,20 @@ async fn router(variant: &str) -> Option<Router> {
     })
 }
 
+/// Serves `layer` wrapped around the whole router (it runs once, before routing,
+/// instead of inside each route: no per-route boxing, no `MatchedPath` for it to see).
+async fn serve_outer<L>(layer: L, listener: tokio::net::TcpListener)
+where
+    L: tower::Layer<Router>,
+    L::Service:
+        tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    <L::Service as tower::Service<Request>>::Future: Send,
+{
+    let app = ServiceBuilder::new().layer(layer).service(hello());
+    let app = axum::ServiceExt::<Request>::into_make_service(app);
+    axum::serve(listener, app).await.expect("serve");
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(variant), Some(port)) = (args.next(), args.next()) else {
@@ -231,23 +270,6 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        if variant == "threadline-outer" {
-            // The layer around the whole router: it runs once, before routing, instead
-            // of inside each route (no per-route boxing; no `MatchedPath` for it to see).
-            let app = ServiceBuilder::new()
-                .layer(ThreadlineLayer::new(policy()).trust_all())
-                .service(hello());
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .expect("bind");
-            let app = axum::ServiceExt::<Request>::into_make_service(app);
-            axum::serve(listener, app).await.expect("serve");
-            return;
-        }
-        let Some(app) = router(&variant).await else {
-            eprintln!("unknown variant {variant:?}");
-            std::process::exit(2);
-        };
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
@@ -255,6 +277,18 @@ fn main() {
             "{variant} listening on {}",
             listener.local_addr().expect("addr")
         );
+        if let Some(base) = variant.strip_suffix("-outer") {
+            let served = with_layer!(base, |layer| serve_outer(layer, listener).await);
+            if served.is_none() {
+                eprintln!("unknown variant {variant:?}");
+                std::process::exit(2);
+            }
+            return;
+        }
+        let Some(app) = router(&variant).await else {
+            eprintln!("unknown variant {variant:?}");
+            std::process::exit(2);
+        };
         axum::serve(listener, app).await.expect("serve");
     });
 }
