@@ -60,9 +60,11 @@ pub struct Target {
 impl Target {
     /// Hosts matching `pattern`: an exact name or IP (`orders.internal`,
     /// `127.0.0.1`), `*.suffix` (any subdomain of `suffix`, not `suffix` itself), or
-    /// `*` (any host). Matching ignores case.
+    /// `*` (any host). Matching ignores case, and a fully qualified name's final dot
+    /// (`orders.internal.` is `orders.internal`, on either side).
     pub fn host(pattern: &str) -> Self {
         let p = pattern.trim().to_ascii_lowercase();
+        let p = p.strip_suffix('.').filter(|p| !p.is_empty()).unwrap_or(&p);
         let host = if p == "*" {
             HostPattern::Any
         } else if let Some(rest) = p.strip_prefix("*.") {
@@ -111,7 +113,7 @@ impl Target {
                 return false;
             }
         }
-        let host = host.map(trim_brackets);
+        let host = host.map(|h| trim_final_dot(trim_brackets(h)));
         match (&self.host, host) {
             (HostPattern::Any, _) => true,
             (_, None) => false,
@@ -122,6 +124,15 @@ impl Target {
                     && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
             }
         }
+    }
+}
+
+/// `h` without the final dot of a fully qualified name (`a.internal.` names the same
+/// host as `a.internal`); a lone `.` is left as it is.
+fn trim_final_dot(h: &str) -> &str {
+    match h.as_bytes() {
+        [_, .., b'.'] => &h[..h.len() - 1],
+        _ => h,
     }
 }
 
@@ -460,6 +471,13 @@ mod tests {
             ("127.0.0.1", "127.0.0.1", true),
             ("[::1]", "[::1]", true),
             ("::1", "[::1]", true),
+            ("orders.internal", "orders.internal.", true),
+            ("orders.internal.", "orders.internal", true),
+            ("*.internal", "a.internal.", true),
+            ("*.internal.", "a.internal", true),
+            ("*.internal", "internal.", false),
+            ("orders.internal", "orders.internal..", false),
+            ("orders.internal", "orders.internal.evil.", false),
         ];
         for (pat, host, want) in cases {
             assert_eq!(
