@@ -29,7 +29,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 use bytes::Bytes;
-use common::{TIMEOUT, client, serve_axum, text};
+use common::{TIMEOUT, client, send, serve_axum, text};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
 use serde_json::{Value, json};
@@ -220,10 +220,7 @@ async fn http_push_task_carries_the_request_context_to_the_endpoint() {
         .header("tl-field-user.id", "mallory")
         .body(Full::<Bytes>::default())
         .unwrap();
-    let resp = tokio::time::timeout(TIMEOUT, client().request(req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(req).await;
     assert_eq!(resp.status(), 200);
     let producer: Value = serde_json::from_str(&text(resp.into_body()).await).unwrap();
     assert_eq!(producer["cid"], cid.as_str());
@@ -267,10 +264,7 @@ async fn http_push_endpoint_ignores_fields_from_callers_other_than_the_dispatche
         .header("tl-field-user.id", "mallory")
         .body(Full::new(Bytes::from_static(b"{\"order\": 1}")))
         .unwrap();
-    let resp = tokio::time::timeout(TIMEOUT, client().request(req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(req).await;
     assert_eq!(resp.status(), 200);
     let got = tokio::time::timeout(TIMEOUT, seen.recv())
         .await

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use common::{TIMEOUT, client, serve_axum};
+use common::{send, serve_axum};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use threadline::Policy;
@@ -81,10 +81,7 @@ async fn request_span_fields_on_axum() {
         )
         .body(Full::<Bytes>::default())
         .unwrap();
-    let resp = tokio::time::timeout(TIMEOUT, client().request(req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(req).await;
     assert_eq!(resp.status(), 201);
     drop(resp);
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use common::{TIMEOUT, client, serve_axum, text};
+use common::{send, serve_axum, text};
 use http::Request;
 use http_body_util::Full;
 use threadline::{Context, HeaderRule, Policy, Reason};
@@ -56,10 +56,7 @@ async fn call(layer: ThreadlineLayer, headers: &[(&str, &str)]) -> Seen {
         req = req.header(*k, *v);
     }
     let req = req.body(Full::<Bytes>::default()).unwrap();
-    let resp = tokio::time::timeout(TIMEOUT, client().request(req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(req).await;
     Seen {
         status: resp.status().as_u16(),
         echoed: resp
@@ -198,10 +195,7 @@ async fn the_shared_secret_header_is_removed_once_trust_is_decided() {
                 .header("x-internal-token", sent)
                 .body(Full::<Bytes>::default())
                 .unwrap();
-            let resp = tokio::time::timeout(TIMEOUT, client().request(req))
-                .await
-                .unwrap()
-                .unwrap();
+            let resp = send(req).await;
             let body = text(resp.into_body()).await;
             assert!(
                 body.starts_with(&format!("tenant={tenant};handler_sees=false;")),
@@ -257,10 +251,7 @@ async fn require_correlation_id_answers_400_over_http() {
         if let Some(v) = value {
             req = req.header("x-correlation-id", v);
         }
-        let resp = client()
-            .request(req.body(Full::<Bytes>::default()).unwrap())
-            .await
-            .unwrap();
+        let resp = send(req.body(Full::<Bytes>::default()).unwrap()).await;
         assert_eq!(resp.status().as_u16(), want, "{value:?}");
         assert!(resp.headers().contains_key("x-correlation-id"));
         let body = text(resp.into_body()).await;

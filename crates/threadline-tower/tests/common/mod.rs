@@ -34,6 +34,15 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// Sends one request with a fresh [`client`], bounded by [`TIMEOUT`]; panics on a
+/// timeout or a connection error.
+pub async fn send(req: http::Request<Full<Bytes>>) -> http::Response<hyper::body::Incoming> {
+    tokio::time::timeout(TIMEOUT, client().request(req))
+        .await
+        .expect("an answer in time")
+        .expect("a response")
+}
+
 /// An HTTP/2 (prior knowledge) client: one connection, many concurrent streams.
 pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new())
