@@ -1,4 +1,4 @@
-//! Task-local scope: which [`Context`] is current, and its hand-over to new tasks.
+//! The scope: which [`Context`] is current on this task, and its hand-over to new tasks.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -9,14 +9,52 @@ use std::task::{Context as TaskCx, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
-use tokio::task::futures::TaskLocalFuture;
 
 use crate::context::{Context, FieldValue, InvalidFieldName};
 
-tokio::task_local! {
-    // `None` only for the instant [`Context::scope_with`] takes its context back out of
-    // the synchronous scope, after `make` has returned: no user code sees it.
-    static CURRENT: RefCell<Option<Context>>;
+thread_local! {
+    // The context of the scope running on this thread: swapped in while a scoped future
+    // is polled or a synchronous scope runs, swapped back out afterwards (the same
+    // mechanism as `tokio::task_local!`, which also lives in a thread-local). `None`
+    // outside any scope.
+    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the context in `slot` current on this thread. Entering swaps it with
+/// the thread's current one; leaving (also by a panic) swaps back, so `slot` ends up
+/// with the scope's context as it was at the end, later binds included, and the thread
+/// with what it had before.
+///
+/// When the thread's context cannot be replaced (the thread-local is being torn down,
+/// or `f` runs inside a [`Context::with_current`] closure, which holds it borrowed),
+/// `f` runs without the scope instead of panicking, and `slot` is left as it was.
+fn enter<R>(slot: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
+    struct Leave<'a> {
+        slot: &'a mut Option<Context>,
+    }
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            let _ = CURRENT.try_with(|c| {
+                if let Ok(mut cur) = c.try_borrow_mut() {
+                    std::mem::swap(self.slot, &mut *cur);
+                }
+            });
+        }
+    }
+    let entered = CURRENT
+        .try_with(|c| match c.try_borrow_mut() {
+            Ok(mut cur) => {
+                std::mem::swap(slot, &mut *cur);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if !entered {
+        return f();
+    }
+    let _leave = Leave { slot };
+    f()
 }
 
 /// There is no current context (the code runs outside any scope).
@@ -63,19 +101,45 @@ pin_project! {
     /// [`InCurrentContext::in_current_context`], without one).
     ///
     /// The previous context is restored whenever the inner future yields, finishes,
-    /// panics or is dropped mid-poll.
+    /// panics or is dropped mid-poll. The inner future is dropped inside the scope too
+    /// (when it finishes, or when a pending `Scoped` is dropped), so its destructors see
+    /// the context.
     #[must_use = "futures do nothing unless polled"]
     pub struct Scoped<F> {
+        // The scope's context while the future is not being polled (it is the thread's
+        // current one while it is); `None` for a future without a scope, or once
+        // [`Scoped::take_context`] took it.
+        ctx: Option<Context>,
+        // `None` once finished.
         #[pin]
-        inner: ScopedInner<F>,
+        fut: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Scoped<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if std::mem::needs_drop::<F>() && this.fut.as_ref().get_ref().is_some() {
+                let fut = this.fut.as_mut();
+                match this.ctx {
+                    Some(_) => enter(this.ctx, || drop_in_place_pinned(fut)),
+                    None => drop_in_place_pinned(fut),
+                }
+            }
+        }
     }
 }
 
-pin_project! {
-    #[project = ScopedProj]
-    enum ScopedInner<F> {
-        Scoped { #[pin] fut: TaskLocalFuture<RefCell<Option<Context>>, F> },
-        Plain { #[pin] fut: F },
+fn drop_in_place_pinned<F>(mut fut: Pin<&mut Option<F>>) {
+    fut.set(None);
+}
+
+impl<F> Scoped<F> {
+    /// A future run without any scope of its own.
+    fn plain(fut: F) -> Self {
+        Scoped {
+            ctx: None,
+            fut: Some(fut),
+        }
     }
 }
 
@@ -83,9 +147,22 @@ impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<F::Output> {
-        match self.project().inner.project() {
-            ScopedProj::Scoped { fut } => fut.poll(cx),
-            ScopedProj::Plain { fut } => fut.poll(cx),
+        let this = self.project();
+        let mut fut = this.fut;
+        let mut run = || {
+            let Some(inner) = fut.as_mut().as_pin_mut() else {
+                panic!("`Scoped` polled after completion");
+            };
+            let out = inner.poll(cx);
+            if out.is_ready() {
+                // Dropped here, inside the scope, like a future dropped mid-way.
+                fut.set(None);
+            }
+            out
+        };
+        match this.ctx {
+            Some(_) => enter(this.ctx, run),
+            None => run(),
         }
     }
 }
@@ -97,10 +174,7 @@ impl<F> Scoped<F> {
     /// future runs without it. `None` for a future scoped without a context, or when it
     /// was taken already.
     pub fn take_context(self: Pin<&mut Self>) -> Option<Context> {
-        match self.project().inner.project() {
-            ScopedProj::Scoped { fut } => fut.take_value().and_then(RefCell::into_inner),
-            ScopedProj::Plain { .. } => None,
-        }
+        self.project().ctx.take()
     }
 }
 
@@ -127,9 +201,8 @@ impl Context {
     /// ```
     pub fn scope<F: Future>(self, fut: F) -> Scoped<F> {
         Scoped {
-            inner: ScopedInner::Scoped {
-                fut: CURRENT.scope(RefCell::new(Some(self)), fut),
-            },
+            ctx: Some(self),
+            fut: Some(fut),
         }
     }
 
@@ -155,26 +228,20 @@ impl Context {
         F: FnOnce() -> Fut,
         Fut: Future,
     {
-        // The context goes into the synchronous scope and is taken back out of it once
-        // `make` has returned (with whatever `make` bound), so it is never cloned.
-        let (fut, ctx) = CURRENT.sync_scope(RefCell::new(Some(self)), || {
-            let fut = make();
-            let ctx = CURRENT.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take()));
-            (fut, ctx)
-        });
-        match ctx {
-            Some(ctx) => ctx.scope(fut),
-            // Unreachable: nothing else holds a borrow once `make` has returned.
-            None => Scoped {
-                inner: ScopedInner::Plain { fut },
-            },
+        // The context is never cloned: it goes into the thread's slot for `make`, and
+        // comes back out (with whatever `make` bound) into the future's.
+        let mut ctx = Some(self);
+        let fut = enter(&mut ctx, make);
+        Scoped {
+            ctx,
+            fut: Some(fut),
         }
     }
 
     /// Runs the closure `f` with this context current: the variant for blocking code.
     /// The previous context is restored afterwards, also when `f` panics.
     pub fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(RefCell::new(Some(self)), f)
+        enter(&mut Some(self), f)
     }
 
     /// The current context, or [`Context::empty`] outside any scope. Never panics.
@@ -278,9 +345,7 @@ pub trait InCurrentContext: Future + Sized {
     fn in_current_context(self) -> Scoped<Self> {
         match Context::try_current() {
             Ok(ctx) => ctx.scope(self),
-            Err(_) => Scoped {
-                inner: ScopedInner::Plain { fut: self },
-            },
+            Err(_) => Scoped::plain(self),
         }
     }
 

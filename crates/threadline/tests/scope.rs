@@ -407,3 +407,72 @@ async fn scope_with_keeps_what_make_bound_and_restores_the_outer_context() {
         .await;
     assert_eq!(current_id(), None);
 }
+
+/// Records, when dropped, which correlation id was current at that moment.
+struct SeesOnDrop(std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+impl Drop for SeesOnDrop {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(current_id());
+    }
+}
+
+#[tokio::test]
+async fn the_inner_future_is_dropped_inside_its_scope() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+
+    // Finished: dropped as soon as it is ready, inside the scope.
+    let guard = SeesOnDrop(seen.clone());
+    ctx("finished")
+        .scope(async move {
+            let _guard = guard;
+            tokio::task::yield_now().await;
+        })
+        .await;
+
+    // Cancelled while pending (a client going away, a timeout): the destructors of the
+    // request's future still log with its context.
+    let guard = SeesOnDrop(seen.clone());
+    let pending = ctx("cancelled").scope(async move {
+        let _guard = guard;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    ctx("outer")
+        .scope(async {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(5), pending)
+                    .await
+                    .is_err()
+            );
+            assert_eq!(current_id().as_deref(), Some("outer"), "outer restored");
+        })
+        .await;
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("finished".to_owned()), Some("cancelled".to_owned())]
+    );
+    assert_eq!(current_id(), None);
+}
+
+#[test]
+fn a_scope_entered_while_the_context_is_being_read_runs_without_it_and_does_not_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let outer = ctx("outer");
+    let seen = outer.sync_scope(|| {
+        Context::with_current(|_| {
+            // The thread's context is borrowed for reading here: a scope cannot swap
+            // it, so the inner code runs as it is, and nothing panics.
+            let in_sync = ctx("inner").sync_scope(current_id);
+            let in_future = rt.block_on(ctx("inner").scope(async { current_id() }));
+            (in_sync, in_future)
+        })
+    });
+    assert_eq!(
+        seen,
+        Some((Some("outer".to_owned()), Some("outer".to_owned())))
+    );
+    assert_eq!(current_id(), None);
+}
