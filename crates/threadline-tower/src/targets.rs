@@ -117,14 +117,23 @@ impl Target {
         match (&self.host, host) {
             (HostPattern::Any, _) => true,
             (_, None) => false,
-            (HostPattern::Exact(e), Some(h)) => h.eq_ignore_ascii_case(e),
+            (HostPattern::Exact(e), Some(h)) => same_host(h, e),
             (HostPattern::Suffix(s), Some(h)) => {
                 h.len() > s.len()
                     && h.is_char_boundary(h.len() - s.len())
-                    && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
+                    && same_host(&h[h.len() - s.len()..], s)
             }
         }
     }
+}
+
+/// Whether a destination host equals a pattern's (lowercase) text, ignoring ASCII case.
+/// Hosts almost always arrive in lowercase: one byte compare answers those, and only a
+/// mismatch (a miss, or a host with capitals) pays for the case-folding compare, which
+/// goes byte by byte.
+fn same_host(host: &str, lowercase: &str) -> bool {
+    host.len() == lowercase.len()
+        && (host.as_bytes() == lowercase.as_bytes() || host.eq_ignore_ascii_case(lowercase))
 }
 
 /// `h` without the final dot of a fully qualified name (`a.internal.` names the same
@@ -360,26 +369,25 @@ impl Targets {
 }
 
 /// The host of an authority and the text after its last `:` (the port, when it reads
-/// as a number), exactly as `http::uri::Authority::host` and `port_u16` find them, from
-/// one backward scan (those two search the string three times between them, on every
-/// outgoing request).
+/// as a number), exactly as `http::uri::Authority::host` and `port_u16` find them
+/// (those two search the string three times between them, on every outgoing request).
 pub(crate) fn host_and_port(authority: &str) -> (&str, Option<&str>) {
     let b = authority.as_bytes();
-    let mut last_colon = None;
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate().rev() {
-        if c == b'@' {
-            // A colon before the last `@` is userinfo's: `http` finds it, fails to
-            // read a port out of `pass@host`, and says none.
-            start = i + 1;
-            break;
-        }
-        if c == b':' && last_colon.is_none() {
-            last_colon = Some(i);
-        }
-    }
-    let port = last_colon.and_then(|i| authority.get(i + 1..));
+    // Userinfo is rare: a word-at-a-time search says whether there is any before the
+    // byte-by-byte search for the last `@` runs.
+    let start = if b.contains(&b'@') {
+        b.iter().rposition(|&c| c == b'@').map_or(0, |i| i + 1)
+    } else {
+        0
+    };
     let host_port = &authority[start..];
+    // A colon before the last `@` is userinfo's: `http` finds it, fails to read a port
+    // out of `pass@host`, and says none; so the port's colon is searched after it, from
+    // the end (past the port's few digits).
+    let port = host_port
+        .bytes()
+        .rposition(|c| c == b':')
+        .and_then(|i| host_port.get(i + 1..));
     let end = if host_port.starts_with('[') {
         host_port.bytes().position(|c| c == b']').map(|i| i + 1)
     } else {
