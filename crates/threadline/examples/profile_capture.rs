@@ -9,7 +9,7 @@
 //! Modes: `copy` (the hand-written copy of five headers the core bench compares
 //! against), `capture-inject` (capture five of fifteen headers and inject them, as in
 //! that bench), `server` (capture of the seven-header request of the HTTP benches, W3C
-//! on), `traceparent` (decode one value).
+//! on), `traceparent` (decode one value), `traceparent-encode` (encode one).
 
 use std::hint::black_box;
 
@@ -57,6 +57,7 @@ fn main() {
         .build()
         .expect("valid policy");
 
+    let tp = TraceParent::decode(TP.as_bytes()).expect("a valid traceparent");
     let mut out = HeaderMap::with_capacity(16);
     for _ in 0..n {
         match mode.as_str() {
@@ -81,8 +82,14 @@ fn main() {
             "traceparent" => {
                 black_box(TraceParent::decode(black_box(TP.as_bytes())).ok());
             }
+            "traceparent-encode" => {
+                black_box(black_box(&tp).encode());
+            }
             other => {
-                eprintln!("unknown mode {other:?}: copy, capture-inject, server, traceparent");
+                eprintln!(
+                    "unknown mode {other:?}: copy, capture-inject, server, traceparent, \
+                     traceparent-encode"
+                );
                 std::process::exit(2);
             }
         }

@@ -83,40 +83,24 @@ fn decode_table(src: &[u8], out: &mut [u8]) -> bool {
     bad & 0xf0 == 0
 }
 
-/// Encodes `src` as lower-case hex into `out` (`out.len() == 2 * src.len()`).
-/// Ids (16 and 8 bytes) take a fixed-size, branch-free path the compiler vectorises.
+/// Byte → its two lower-case hex digits.
+static PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [DIGITS[i >> 4], DIGITS[i & 0x0f]];
+        i += 1;
+    }
+    t
+};
+
+/// Encodes `src` as lower-case hex into `out` (`out.len() == 2 * src.len()`): one
+/// two-byte table load and store per byte.
 #[inline]
 pub(crate) fn encode_into(src: &[u8], out: &mut [u8]) {
     debug_assert_eq!(out.len(), src.len() * 2);
-    match (
-        <&[u8; 16]>::try_from(src),
-        <&mut [u8; 32]>::try_from(&mut *out),
-    ) {
-        (Ok(s), Ok(o)) => encode_fixed(s, o),
-        _ => match (
-            <&[u8; 8]>::try_from(src),
-            <&mut [u8; 16]>::try_from(&mut *out),
-        ) {
-            (Ok(s), Ok(o)) => encode_fixed(s, o),
-            _ => {
-                for (b, pair) in src.iter().zip(out.chunks_exact_mut(2)) {
-                    pair[0] = DIGITS[(b >> 4) as usize];
-                    pair[1] = DIGITS[(b & 0x0f) as usize];
-                }
-            }
-        },
-    }
-}
-
-#[inline(always)]
-fn encode_fixed<const N: usize, const M: usize>(src: &[u8; N], out: &mut [u8; M]) {
-    let mut nibbles = [0u8; M];
-    for (i, &b) in src.iter().enumerate() {
-        nibbles[2 * i] = b >> 4;
-        nibbles[2 * i + 1] = b & 0x0f;
-    }
-    for (o, &n) in out.iter_mut().zip(&nibbles) {
-        *o = n + if n < 10 { b'0' } else { b'a' - 10 };
+    for (b, pair) in src.iter().zip(out.chunks_exact_mut(2)) {
+        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
     }
 }
 
