@@ -347,7 +347,7 @@ impl Targets {
 
     /// The grant for a destination given by scheme and authority (`host:port`,
     /// userinfo allowed). With no rules the fallback is the answer and the authority
-    /// is not even read; otherwise it is split in one scan.
+    /// is not even read; otherwise it is split into host and port without parsing.
     pub fn grant_for_authority(&self, scheme: Option<&str>, authority: Option<&str>) -> &Grant {
         if self.rules.is_empty() {
             return &self.otherwise;
