@@ -34,14 +34,20 @@ fn enter<R>(slot: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
     }
     impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            let _ = CURRENT.try_with(|c| {
-                if let Ok(mut cur) = c.try_borrow_mut() {
-                    std::mem::swap(self.slot, &mut *cur);
-                }
-            });
+            swap_with_current(self.slot);
         }
     }
-    let entered = CURRENT
+    if !swap_with_current(slot) {
+        return f();
+    }
+    let _leave = Leave { slot };
+    f()
+}
+
+/// Swaps `slot` with the thread's current context; `false` (and nothing swapped) when
+/// the thread-local is gone or borrowed.
+fn swap_with_current(slot: &mut Option<Context>) -> bool {
+    CURRENT
         .try_with(|c| match c.try_borrow_mut() {
             Ok(mut cur) => {
                 std::mem::swap(slot, &mut *cur);
@@ -49,12 +55,13 @@ fn enter<R>(slot: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
             }
             Err(_) => false,
         })
-        .unwrap_or(false);
-    if !entered {
-        return f();
-    }
-    let _leave = Leave { slot };
-    f()
+        .unwrap_or(false)
+}
+
+/// [`enter`] for a future's own context: a future without one (`None`) runs as it is,
+/// leaving the thread's current context in place.
+fn within<R>(ctx: &mut Option<Context>, f: impl FnOnce() -> R) -> R {
+    if ctx.is_some() { enter(ctx, f) } else { f() }
 }
 
 /// There is no current context (the code runs outside any scope).
@@ -119,18 +126,11 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
             if std::mem::needs_drop::<F>() && this.fut.as_ref().get_ref().is_some() {
-                let fut = this.fut.as_mut();
-                match this.ctx {
-                    Some(_) => enter(this.ctx, || drop_in_place_pinned(fut)),
-                    None => drop_in_place_pinned(fut),
-                }
+                let mut fut = this.fut.as_mut();
+                within(this.ctx, || fut.set(None));
             }
         }
     }
-}
-
-fn drop_in_place_pinned<F>(mut fut: Pin<&mut Option<F>>) {
-    fut.set(None);
 }
 
 impl<F> Scoped<F> {
@@ -149,7 +149,7 @@ impl<F: Future> Future for Scoped<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<F::Output> {
         let this = self.project();
         let mut fut = this.fut;
-        let mut run = || {
+        let run = || {
             let Some(inner) = fut.as_mut().as_pin_mut() else {
                 panic!("`Scoped` polled after completion");
             };
@@ -160,10 +160,7 @@ impl<F: Future> Future for Scoped<F> {
             }
             out
         };
-        match this.ctx {
-            Some(_) => enter(this.ctx, run),
-            None => run(),
-        }
+        within(this.ctx, run)
     }
 }
 
