@@ -122,9 +122,6 @@ type ReportHook = dyn Fn(&Report, Trust) + Send + Sync;
 struct Config {
     policy: Policy,
     trust: TrustPolicy,
-    // The headers the trust policy reads a shared secret from: removed from every
-    // request once trust is decided.
-    secret_headers: Box<[HeaderName]>,
     echo: Option<HeaderName>,
     span: bool,
     on_report: Option<Arc<ReportHook>>,
@@ -158,7 +155,6 @@ impl ThreadlineLayer {
             config: Arc::new(Config {
                 policy,
                 trust: TrustPolicy::never(),
-                secret_headers: Box::default(),
                 echo,
                 span: false,
                 on_report: None,
@@ -174,7 +170,6 @@ impl ThreadlineLayer {
                 let mut copy = Config {
                     policy: c.policy.clone(),
                     trust: c.trust.clone(),
-                    secret_headers: c.secret_headers.clone(),
                     echo: c.echo.clone(),
                     span: c.span,
                     on_report: c.on_report.clone(),
@@ -194,10 +189,7 @@ impl ThreadlineLayer {
     /// the inner service and its logs nor a context captured in "capture all" mode,
     /// and so is never forwarded.
     pub fn trust(self, trust: TrustPolicy) -> Self {
-        self.edit(|c| {
-            c.secret_headers = trust.secret_headers().cloned().collect();
-            c.trust = trust;
-        })
+        self.edit(|c| c.trust = trust)
     }
 
     /// Shortcut for `.trust(TrustPolicy::always())`: a service reachable only from
@@ -323,7 +315,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let c = &*self.config;
         let trust = c.trust.decide(&req);
-        for name in &*c.secret_headers {
+        for name in c.trust.secret_headers() {
             req.headers_mut().remove(name);
         }
         let captured = c.policy.capture(req.headers(), trust);

@@ -158,6 +158,9 @@ type CustomFn = dyn Fn(&http::HeaderMap, &http::Extensions, &http::Uri) -> bool 
 #[derive(Clone)]
 pub struct TrustPolicy {
     kind: Kind,
+    // The headers a shared secret is read from (this policy's own, or its members'),
+    // for the server layer to remove once it has decided.
+    secret_headers: Arc<[HeaderName]>,
 }
 
 impl fmt::Debug for TrustPolicy {
@@ -199,12 +202,12 @@ impl std::error::Error for InvalidTrustPolicy {}
 impl TrustPolicy {
     /// Every caller is trusted (a service only reachable from inside the system).
     pub fn always() -> Self {
-        TrustPolicy { kind: Kind::Always }
+        TrustPolicy::of(Kind::Always)
     }
 
     /// No caller is trusted (an edge service facing the internet). The default.
     pub fn never() -> Self {
-        TrustPolicy { kind: Kind::Never }
+        TrustPolicy::of(Kind::Never)
     }
 
     /// Callers whose peer IP (see [`peer_ip`]) is in one of `networks`. A request whose
@@ -219,9 +222,7 @@ impl TrustPolicy {
             .map(|s| s.as_ref().parse::<IpNet>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| InvalidTrustPolicy(e.to_string()))?;
-        Ok(TrustPolicy {
-            kind: Kind::PeerIn(nets.into()),
-        })
+        Ok(TrustPolicy::of(Kind::PeerIn(nets.into())))
     }
 
     /// Callers that send `header` with exactly `secret` (compared in constant time).
@@ -237,34 +238,39 @@ impl TrustPolicy {
             .ok_or_else(|| {
                 InvalidTrustPolicy("the shared secret must be a non-empty header value".into())
             })?;
-        Ok(TrustPolicy {
-            kind: Kind::Secret { header, secret },
-        })
+        Ok(TrustPolicy::of(Kind::Secret { header, secret }))
     }
 
     /// A closure of your own over the request head: headers, extensions, URI.
     pub fn custom(
         f: impl Fn(&http::HeaderMap, &http::Extensions, &http::Uri) -> bool + Send + Sync + 'static,
     ) -> Self {
-        TrustPolicy {
-            kind: Kind::Custom(Arc::new(f)),
-        }
+        TrustPolicy::of(Kind::Custom(Arc::new(f)))
     }
 
     /// Trusted when any of `policies` trusts the caller.
     pub fn any(policies: impl IntoIterator<Item = TrustPolicy>) -> Self {
+        TrustPolicy::of(Kind::Any(policies.into_iter().collect::<Vec<_>>().into()))
+    }
+
+    fn of(kind: Kind) -> Self {
+        let secret_headers = match &kind {
+            Kind::Secret { header, .. } => vec![header.clone()],
+            Kind::Any(all) => all
+                .iter()
+                .flat_map(|p| p.secret_headers.iter().cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
         TrustPolicy {
-            kind: Kind::Any(policies.into_iter().collect::<Vec<_>>().into()),
+            kind,
+            secret_headers: secret_headers.into(),
         }
     }
 
     /// The headers this policy reads a shared secret from (none for the other kinds).
-    pub(crate) fn secret_headers(&self) -> Box<dyn Iterator<Item = &HeaderName> + '_> {
-        match &self.kind {
-            Kind::Secret { header, .. } => Box::new(std::iter::once(header)),
-            Kind::Any(all) => Box::new(all.iter().flat_map(TrustPolicy::secret_headers)),
-            _ => Box::new(std::iter::empty()),
-        }
+    pub(crate) fn secret_headers(&self) -> &[HeaderName] {
+        &self.secret_headers
     }
 
     /// Decides for one request.
