@@ -1,8 +1,8 @@
 //! In-process cost of the layers per request, without sockets: a hello-world
 //! `service_fn` bare, behind `ThreadlineLayer`, behind an empty `map_request` (the
 //! plumbing floor), and `PropagateLayer` on a client stand-in against the same five
-//! headers set by hand. Five context headers per request, as in `bench/http.sh`. Ratios against `bare` from the same run matter, not
-//! absolute times.
+//! headers set by hand. Five context headers per request, as in `bench/http.sh`.
+//! Ratios against `bare` from the same run matter, not absolute times.
 //!
 //! ```text
 //! cargo bench -p threadline-tower --bench layers

@@ -78,8 +78,8 @@ proptest! {
     fn list_validators_agree_with_their_references_on_long_members(
         s in "(([a-z0-9@*_/-]{0,14}=[a-zA-Z0-9 =%;!~]{0,22}|[ ,]),){0,4}[a-z]{0,12}(=[a-z0-9%]{0,20})?,?"
     ) {
-        // Keys and values longer than a word, so that the word-at-a-time scans find
-        // their `,` and `=` at every offset, in the first word and in later ones.
+        // Keys and values longer than a word (eight bytes), so that the fast paths' scans
+        // meet their `,` and `=` at every offset, near the start and far from it.
         prop_assert_eq!(
             TraceState::validate(s.as_bytes()).ok(),
             tracestate_reference(&s),
