@@ -223,13 +223,24 @@ if [ "$INSTRUCTIONS" = 1 ]; then
   printf '|%s|%s|%s|\n' ------------------ -------------- --------------
   cg=$(mktemp -d)
   for v in $all; do
-    p=$next_port; next_port=$((next_port + 1))
-    valgrind --tool=callgrind --callgrind-out-file="$cg/$v" "$bin" "$v" "$p" 2>/dev/null &
-    vp=$!
-    for _ in $(seq 1 300); do
-      if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then break; fi
-      sleep 0.1
+    # As in the timed rounds, a port found taken (the server exits) moves on to the next.
+    up=0
+    for attempt in 1 2 3 4 5; do
+      p=$next_port; next_port=$((next_port + 1))
+      valgrind --tool=callgrind --callgrind-out-file="$cg/$v" "$bin" "$v" "$p" 2>/dev/null &
+      vp=$!
+      for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then up=1; break; fi
+        kill -0 "$vp" 2>/dev/null || break
+        sleep 0.1
+      done
+      if [ "$up" = 1 ]; then break; fi
+      echo "warning: $v did not come up under callgrind on port $p (attempt $attempt)" >&2
+      kill "$vp" 2>/dev/null || true
+      wait "$vp" 2>/dev/null || true
+      rm -f "$cg/$v".*
     done
+    if [ "$up" != 1 ]; then echo "error: could not start $v under callgrind" >&2; exit 1; fi
     wrk -t1 -c8 -d2s -s "$here/ctx.lua" "http://127.0.0.1:$p/" >/dev/null
     callgrind_control -z "$vp" >/dev/null 2>&1
     out=$(wrk -t1 -c8 -d5s -s "$here/ctx.lua" "http://127.0.0.1:$p/")

@@ -335,12 +335,13 @@ where
             })
         });
         req.extensions_mut().insert(ctx.clone());
-        let inner = {
-            let _entered = span.as_ref().map(|s| s.span.enter());
-            ctx.scope_with(|| self.inner.call(req))
-        };
+        // Built in one expression, so the inner future is written where it will live
+        // (it can hold the whole request, and is moved once less).
         ResponseFuture {
-            inner,
+            inner: match &span {
+                Some(s) => s.span.in_scope(|| ctx.scope_with(|| self.inner.call(req))),
+                None => ctx.scope_with(|| self.inner.call(req)),
+            },
             echo: c.echo.clone(),
             span,
         }

@@ -9,12 +9,13 @@
 //! Modes: `copy` (the hand-written copy of five headers the core bench compares
 //! against), `capture-inject` (capture five of fifteen headers and inject them, as in
 //! that bench), `server` (capture of the seven-header request of the HTTP benches, W3C
-//! on), `traceparent` (decode one value), `traceparent-encode` (encode one).
+//! on), `traceparent` (decode one value), `traceparent-encode` (encode one),
+//! `correlation-id`, `tracestate`, `baggage` (validate that request's value).
 
 use std::hint::black_box;
 
 use http::HeaderMap;
-use threadline::codec::TraceParent;
+use threadline::codec::{Baggage, CorrelationId, TraceParent, TraceState};
 use threadline::{Policy, Trust};
 
 #[path = "../tests/fixtures/mod.rs"]
@@ -58,6 +59,12 @@ fn main() {
         .expect("valid policy");
 
     let tp = TraceParent::decode(TP.as_bytes()).expect("a valid traceparent");
+    let value = |name: &str| seven[name].as_bytes().to_vec();
+    let (id, state, baggage) = (
+        value("x-correlation-id"),
+        value("tracestate"),
+        value("baggage"),
+    );
     let mut out = HeaderMap::with_capacity(16);
     for _ in 0..n {
         match mode.as_str() {
@@ -85,10 +92,19 @@ fn main() {
             "traceparent-encode" => {
                 black_box(black_box(&tp).encode());
             }
+            "correlation-id" => {
+                black_box(CorrelationId::validate(black_box(&id), 128).is_ok());
+            }
+            "tracestate" => {
+                black_box(TraceState::validate(black_box(&state)).ok());
+            }
+            "baggage" => {
+                black_box(Baggage::validate(black_box(&baggage), 64, 8192).ok());
+            }
             other => {
                 eprintln!(
                     "unknown mode {other:?}: copy, capture-inject, server, traceparent, \
-                     traceparent-encode"
+                     traceparent-encode, correlation-id, tracestate, baggage"
                 );
                 std::process::exit(2);
             }

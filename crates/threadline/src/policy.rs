@@ -825,10 +825,7 @@ impl PolicyBuilder {
 /// Only visible ASCII and spaces: no control characters, no non-ASCII, no tabs.
 #[inline]
 pub(crate) fn is_clean(v: &[u8]) -> bool {
-    // branch-free so that it vectorises
-    v.iter().fold(0u8, |acc, &b| {
-        acc | u8::from(b.wrapping_sub(0x20) > 0x7e - 0x20)
-    }) == 0
+    crate::codec::no_byte(v, |b| b.wrapping_sub(0x20) > 0x7e - 0x20)
 }
 
 /// Takes the single value under `name`; more than one is a duplicate.

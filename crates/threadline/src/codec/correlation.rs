@@ -42,20 +42,19 @@ const fn err(kind: ErrorKind) -> Error {
     Error::new(Codec::CorrelationId, kind)
 }
 
-/// Whether every byte is allowed; branch-free over the whole value so that the compiler
-/// can vectorise it (ids are short and almost always valid).
+/// Whether every byte is allowed; branch-free, in vector-sized blocks (ids are short
+/// and almost always valid).
 #[inline]
 fn all_id_chars(v: &[u8]) -> bool {
-    let bad = v.iter().fold(0u8, |acc, &b| {
-        acc | u8::from(b.wrapping_sub(0x21) > 0x7e - 0x21)
-            | u8::from(b == b'"')
-            | u8::from(b == b'\'')
-            | u8::from(b == b',')
-            | u8::from(b == b';')
-            | u8::from(b == b'\\')
-            | u8::from(b == b'`')
-    });
-    bad == 0
+    super::no_byte(v, |b| {
+        (b.wrapping_sub(0x21) > 0x7e - 0x21)
+            | (b == b'"')
+            | (b == b'\'')
+            | (b == b',')
+            | (b == b';')
+            | (b == b'\\')
+            | (b == b'`')
+    })
 }
 
 impl CorrelationId {
