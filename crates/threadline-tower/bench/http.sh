@@ -20,6 +20,9 @@
 # their interquartile range. The machine's speed drifts between passes (other tenants,
 # the loopback's softirq work landing on either core); pairing cancels the drift that
 # both sides of a pair share, where the median of each variant taken on its own does not.
+# A second table gives each paired median a 95% confidence interval (order statistics,
+# no assumption about the distribution): whether a goal such as ">= 0.90x bare" holds
+# beyond the noise of the run, or only at the median. More ROUNDS narrow it.
 #
 # With INSTRUCTIONS=1, each variant then also runs once under callgrind (valgrind)
 # for a fixed time at low load: user-space instructions per request, a count that no
@@ -147,9 +150,12 @@ median() { # variant [column: 3 = req/s, 4 = CPU us/req, 5 = user CPU us/req]
   awk -v v="$1" -v c="${2:-3}" '$1 == v {print $c}' "$results" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
 }
 # Paired statistics: within each round, a variant against `base` in the same round.
-# Prints "median q1 q3" over the rounds of: ratio of req/s (kind rps), ratio of CPU per
-# request base/variant (kind cpu), the extra CPU us per request (kind extra), or the
-# extra user-space CPU us per request (kind user).
+# Prints "median q1 q3 lo hi" over the rounds of: ratio of req/s (kind rps), ratio of
+# CPU per request base/variant (kind cpu), the extra CPU us per request (kind extra), or
+# the extra user-space CPU us per request (kind user). [lo, hi] is a 95% confidence
+# interval for the median, from order statistics (distribution-free: the k-th smallest
+# and k-th largest round, k the largest with P(Binomial(n, 1/2) < k) <= 2.5%); with
+# fewer than 6 rounds there is none and it is printed as nan.
 paired() { # kind variant base
   awk -v kind="$1" -v v="$2" -v b="$3" '
     $1 == v {rv[$2] = $3; cv[$2] = $4; uv[$2] = $5}
@@ -164,7 +170,10 @@ paired() { # kind variant base
         a[++n] = x
       }
       for (i = 2; i <= n; i++) { x = a[i]; j = i - 1; while (j > 0 && a[j] > x) { a[j + 1] = a[j]; j-- } a[j + 1] = x }
-      printf "%.4f %.4f %.4f\n", quant(a, n, 0.5), quant(a, n, 0.25), quant(a, n, 0.75)
+      k = 0; c = 1; cdf = 0
+      for (i = 0; i < n; i++) { cdf += c / 2 ^ n; if (cdf > 0.025) break; k = i + 1; c = c * (n - i) / (i + 1) }
+      if (k >= 1) { lo = sprintf("%.4f", a[k]); hi = sprintf("%.4f", a[n - k + 1]) } else { lo = "nan"; hi = "nan" }
+      printf "%.4f %.4f %.4f %s %s\n", quant(a, n, 0.5), quant(a, n, 0.25), quant(a, n, 0.75), lo, hi
     }
     function quant(a, n, p,   h, lo) { h = (n - 1) * p + 1; lo = int(h); return (lo >= n) ? a[n] : a[lo] + (h - lo) * (a[lo + 1] - a[lo]) }
   ' "$results"
@@ -177,10 +186,11 @@ echo "## variant against the same round's bare, then the median over rounds [int
 echo
 printf '| %-16s | %9s | %-22s | %-22s | %-24s | %12s |\n' variant "req/s" "x bare (req/s)" "x bare (CPU)" "extra CPU us/req" "CPU us (min)"
 printf '|%s|%s|%s|%s|%s|%s|\n' ------------------ ----------- ------------------------ ------------------------ -------------------------- --------------
+cis=""
 for v in $VARIANTS; do
-  read -r rm rlo rhi <<<"$(paired rps "$v" bare)"
-  read -r cm clo chi <<<"$(paired cpu "$v" bare)"
-  read -r em elo ehi <<<"$(paired extra "$v" bare)"
+  read -r rm rlo rhi rcl rch <<<"$(paired rps "$v" bare)"
+  read -r cm clo chi _ _ <<<"$(paired cpu "$v" bare)"
+  read -r em elo ehi ecl ech <<<"$(paired extra "$v" bare)"
   awk -v v="$v" -v m="$(median "$v")" -v c="$(minimum "$v")" \
     -v rm="$rm" -v rlo="$rlo" -v rhi="$rhi" -v cm="$cm" -v clo="$clo" -v chi="$chi" \
     -v em="$em" -v elo="$elo" -v ehi="$ehi" 'BEGIN {
@@ -188,7 +198,16 @@ for v in $VARIANTS; do
     x = sprintf("%4.2f [%4.2f-%4.2f]", cm, clo, chi)
     e = sprintf("%+5.2f [%+5.2f %+5.2f]", em, elo, ehi)
     printf "| %-16s | %9.0f | %-22s | %-22s | %-24s | %12.2f |\n", v, m, r, x, e, c }'
+  cis+=$(printf '| %-16s | %-31s | %-33s |' "$v" \
+    "$(printf '%.2f [%.2f, %.2f]' "$rm" "$rcl" "$rch")" \
+    "$(printf '%+.2f [%+.2f, %+.2f]' "$em" "$ecl" "$ech")")$'\n'
 done
+echo
+echo "## How sure the medians are: 95% confidence intervals over the $ROUNDS paired rounds (order statistics)"
+echo
+printf '| %-16s | %-31s | %-33s |\n' variant "x bare (req/s), median [95% CI]" "extra CPU us/req, median [95% CI]"
+printf '|%s|%s|%s|\n' ------------------ --------------------------------- -----------------------------------
+printf '%s' "$cis"
 
 if [ "$HOP" = 1 ]; then
   echo
@@ -203,13 +222,14 @@ if [ "$HOP" = 1 ]; then
   # Paired per round, like the server table: the client layer's extra CPU is each
   # round's hop-propagate minus the same round's hop-static; the hop itself is each
   # round's hop-plain minus its threadline (the same server layer without a call).
-  read -r hm hlo hhi <<<"$(paired extra hop-plain threadline)"
-  read -r lm llo lhi <<<"$(paired extra hop-propagate hop-static)"
-  read -r wm wlo whi <<<"$(paired extra hop-propagate hop-plain)"
+  read -r hm hlo hhi _ _ <<<"$(paired extra hop-plain threadline)"
+  read -r lm llo lhi lcl lch <<<"$(paired extra hop-propagate hop-static)"
+  read -r wm wlo whi _ _ <<<"$(paired extra hop-propagate hop-plain)"
   awk -v hm="$hm" -v hlo="$hlo" -v hhi="$hhi" -v lm="$lm" -v llo="$llo" -v lhi="$lhi" \
-    -v wm="$wm" -v wlo="$wlo" -v whi="$whi" 'BEGIN {
+    -v lcl="$lcl" -v lch="$lch" -v wm="$wm" -v wlo="$wlo" -v whi="$whi" 'BEGIN {
     printf "\nthe keep-alive hop itself (hop-plain - threadline): %.2f us per request [%.2f-%.2f]\n", hm, hlo, hhi;
     printf "client layer alone (hop-propagate - hop-static): %+.2f us [%+.2f %+.2f] = %.1f%% of the hop [%.1f%% %.1f%%]\n", lm, llo, lhi, 100 * lm / hm, 100 * llo / hm, 100 * lhi / hm;
+    if (lcl != "nan") printf "  95%% CI of that median: [%+.2f %+.2f] us = [%.1f%% %.1f%%] of the hop\n", lcl, lch, 100 * lcl / hm, 100 * lch / hm;
     printf "layer + five headers on the wire (hop-propagate - hop-plain): %+.2f us [%+.2f %+.2f] = %.1f%% of the hop\n", wm, wlo, whi, 100 * wm / hm }'
 fi
 
@@ -260,8 +280,8 @@ if [ "$INSTRUCTIONS" = 1 ]; then
     # instructions (hop-propagate - hop-static) at the hop's own user-space time per
     # instruction, over the hop's CPU (user + kernel) from the timed rounds. An
     # estimate: it assumes the layer's instructions run as fast as the hop's average.
-    read -r hu _ _ <<<"$(paired user hop-plain threadline)"
-    read -r hc _ _ <<<"$(paired extra hop-plain threadline)"
+    read -r hu _ _ _ _ <<<"$(paired user hop-plain threadline)"
+    read -r hc _ _ _ _ <<<"$(paired extra hop-plain threadline)"
     awk -v hu="$hu" -v hc="$hc" \
       -v pl="$(awk '$1 == "hop-plain" {print $2}' "$cg/counts")" \
       -v tl="$(awk '$1 == "threadline" {print $2}' "$cg/counts")" \
