@@ -42,6 +42,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 
 use http::{HeaderMap, Request, Uri};
@@ -58,8 +59,16 @@ enum Destination {
 }
 
 /// Writes the current context onto outgoing requests. See the [module docs](self).
+///
+/// Cheap to clone (one reference count): clients are often cloned per request, and
+/// every clone of a [`Propagate`] service clones its layer.
 #[derive(Clone, Debug)]
 pub struct PropagateLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone, Debug)]
+struct Shared {
     dest: Destination,
     outside: Option<Policy>,
 }
@@ -69,31 +78,34 @@ impl PropagateLayer {
     /// without a host (a request built for a connection-bound client) is looked up
     /// by its `host` header, and failing that gets the targets' fallback grant.
     pub fn new(targets: Targets) -> Self {
-        PropagateLayer {
-            dest: Destination::ByUri(targets),
-            outside: None,
-        }
+        PropagateLayer::with(Destination::ByUri(targets))
     }
 
     /// For a client bound to one known destination (a tonic `Channel` to one of
     /// your services): every request gets `grant`, whatever its URI.
     pub fn fixed(grant: Grant) -> Self {
+        PropagateLayer::with(Destination::Fixed(grant))
+    }
+
+    fn with(dest: Destination) -> Self {
         PropagateLayer {
-            dest: Destination::Fixed(grant),
-            outside: None,
+            shared: Arc::new(Shared {
+                dest,
+                outside: None,
+            }),
         }
     }
 
     /// Outside any scope, start a new trace (a fresh correlation id and root trace
     /// from `policy`) for each request instead of passing it through untouched.
     pub fn new_trace_outside_scope(mut self, policy: Policy) -> Self {
-        self.outside = Some(policy);
+        Arc::make_mut(&mut self.shared).outside = Some(policy);
         self
     }
 
     /// The grant for a request to `uri` with `headers`.
     fn grant<'a>(&'a self, uri: &Uri, headers: &HeaderMap) -> &'a Grant {
-        match &self.dest {
+        match &self.shared.dest {
             Destination::Fixed(g) => g,
             Destination::ByUri(targets) => match uri.authority() {
                 Some(a) => targets.grant_for_authority(uri.scheme_str(), Some(a.as_str())),
@@ -114,7 +126,7 @@ impl PropagateLayer {
     /// services.
     pub fn inject(&self, uri: &Uri, headers: &mut HeaderMap) {
         let grant = self.grant(uri, headers);
-        inject_with(grant, self.outside.as_ref(), headers);
+        inject_with(grant, self.shared.outside.as_ref(), headers);
     }
 }
 
@@ -189,7 +201,7 @@ where
         // The grant borrows the layer, not the request: decided first, then the headers
         // are written in place (no split into parts and back, which moves the request).
         let grant = self.layer.grant(req.uri(), req.headers());
-        inject_with(grant, self.layer.outside.as_ref(), req.headers_mut());
+        inject_with(grant, self.layer.shared.outside.as_ref(), req.headers_mut());
         self.inner.call(req)
     }
 }
@@ -228,6 +240,22 @@ mod tests {
                 .unwrap(),
         );
         policy.capture(&h, Trust::Trusted).context
+    }
+
+    /// A client stack is often cloned per request: the layer's grants and targets are
+    /// shared, not copied (a `Grant::only` list was cloned, and allocated, each time).
+    #[test]
+    fn clones_share_the_configuration() {
+        let layer = PropagateLayer::fixed(Grant::only(["x-tenant-id"]))
+            .new_trace_outside_scope(Policy::default());
+        let svc = Propagate::new((), layer.clone());
+        let copy = svc.clone();
+        assert!(Arc::ptr_eq(&layer.shared, &copy.layer.shared));
+        // Configuring a shared layer leaves the other holders as they were.
+        let plain = PropagateLayer::fixed(Grant::all());
+        let configured = plain.clone().new_trace_outside_scope(Policy::default());
+        assert!(plain.shared.outside.is_none());
+        assert!(configured.shared.outside.is_some());
     }
 
     #[tokio::test]
