@@ -57,8 +57,8 @@ impl Middleware for PropagateMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<reqwest::Response> {
-        let grant = self.grant(req.url()).clone();
-        inject_with(&grant, self.outside.as_ref(), req.headers_mut());
+        let grant = self.grant(req.url());
+        inject_with(grant, self.outside.as_ref(), req.headers_mut());
         next.run(req, extensions).await
     }
 }

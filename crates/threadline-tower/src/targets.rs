@@ -64,13 +64,13 @@ impl Target {
     /// (`orders.internal.` is `orders.internal`, on either side).
     pub fn host(pattern: &str) -> Self {
         let p = pattern.trim().to_ascii_lowercase();
-        let p = p.strip_suffix('.').filter(|p| !p.is_empty()).unwrap_or(&p);
+        let p = trim_final_dot(&p);
         let host = if p == "*" {
             HostPattern::Any
         } else if let Some(rest) = p.strip_prefix("*.") {
             HostPattern::Suffix(format!(".{rest}"))
         } else {
-            HostPattern::Exact(p.trim_start_matches('[').trim_end_matches(']').to_owned())
+            HostPattern::Exact(trim_brackets(p).to_owned())
         };
         Target {
             host,
