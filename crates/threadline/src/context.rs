@@ -7,14 +7,9 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
-use crate::carrier::{CarrierKind, Injector};
-use crate::codec::shared_header_value;
-use crate::codec::{
-    B3, Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
-    encode_baggage_value,
-};
+use crate::codec::{Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState};
 use crate::names;
-use crate::policy::{B3Emit, Policy};
+use crate::policy::Policy;
 
 /// Longest field value kept by [`Context::with_field`], in bytes.
 pub const MAX_FIELD_BYTES: usize = 4096;
@@ -242,7 +237,7 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Context {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Context {
@@ -258,7 +253,7 @@ impl Context {
     }
 
     /// The inbound and outbound names of a captured header.
-    fn names_of<'a>(&'a self, h: &'a Header) -> (&'a HeaderName, &'a HeaderName) {
+    pub(crate) fn names_of<'a>(&'a self, h: &'a Header) -> (&'a HeaderName, &'a HeaderName) {
         match &h.key {
             HeaderKey::Rule(i) => {
                 let rule = &self.inner.policy.inner.rules[usize::from(*i)];
@@ -400,7 +395,7 @@ impl Context {
         {
             return Err(InvalidHeader(()));
         }
-        if !crate::policy::is_clean(value.as_bytes()) || value.len() > p.limits.max_value_bytes {
+        if !crate::codec::is_clean(value.as_bytes()) || value.len() > p.limits.max_value_bytes {
             return Err(InvalidHeader(()));
         }
         let value = HeaderValue::from_str(value).map_err(|_| InvalidHeader(()))?;
@@ -452,95 +447,6 @@ impl Context {
         let mut inner = (*self.inner).clone();
         inner.trace = Some(trace);
         Context::from_inner(inner)
-    }
-
-    /// Writes the context into a carrier. See [`Context::inject_where`].
-    pub fn inject<I: Injector + ?Sized>(&self, carrier: &mut I) -> Option<SpanId> {
-        self.inject_where(carrier, |_| true)
-    }
-
-    /// Writes the context into a carrier, each header only when `allow(outbound name)`:
-    /// the correlation id, a child `traceparent` (same trace id, fresh parent id, whose
-    /// id is returned), `tracestate`, B3 when the policy says so, `baggage`, the custom
-    /// headers under their outbound names, and the local fields on message carriers
-    /// (as `<prefix><name>`, percent-encoded like baggage values).
-    ///
-    /// A header the carrier already has is never overwritten; when it already has a
-    /// `traceparent`, `tracestate` and B3 are left to it as well.
-    pub fn inject_where<I, F>(&self, carrier: &mut I, allow: F) -> Option<SpanId>
-    where
-        I: Injector + ?Sized,
-        F: Fn(&HeaderName) -> bool,
-    {
-        let i = &*self.inner;
-        let p = &*i.policy.inner;
-        let put = |carrier: &mut I, name: &HeaderName, value: &HeaderValue| {
-            if allow(name) {
-                carrier.set_if_absent(name, value);
-            }
-        };
-        if let Some(id) = &i.correlation_id {
-            put(carrier, &p.correlation_header, id.header_value());
-        }
-        let mut sent = None;
-        if let Some(t) = &i.trace {
-            // One lookup for the usual case (no traceparent set by the caller): the
-            // child value is made first and written only if the slot is free.
-            let written = if allow(&names::TRACEPARENT) {
-                let tp = t.child();
-                shared_header_value(tp.encode().as_bytes())
-                    .is_some_and(|v| carrier.set_if_absent(&names::TRACEPARENT, &v))
-                    .then_some(tp)
-            } else {
-                None
-            };
-            if let Some(tp) = written {
-                sent = Some(tp.parent_id());
-                if let Some(ts) = &t.tracestate {
-                    put(carrier, &names::TRACESTATE, ts.header_value());
-                }
-                let b3 = B3::from_trace_parent(&tp);
-                match p.emit_b3 {
-                    B3Emit::None => {}
-                    B3Emit::Single => {
-                        if let Some(v) = shared_header_value(b3.encode_single().as_bytes()) {
-                            put(carrier, &names::B3, &v);
-                        }
-                    }
-                    B3Emit::Multi => {
-                        for (name, buf) in b3.encode_multi().into_iter().flatten() {
-                            if let Some(v) = shared_header_value(buf.as_bytes()) {
-                                put(carrier, &HeaderName::from_static(name), &v);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(b) = &i.baggage {
-            put(carrier, &names::BAGGAGE, b.header_value());
-        }
-        for h in &i.headers {
-            put(carrier, self.names_of(h).1, &h.value);
-        }
-        if !i.fields.is_empty() && (carrier.kind() == CarrierKind::Message || p.fields_over_http) {
-            let mut key = String::with_capacity(p.field_prefix.len() + 16);
-            let mut value = String::new();
-            for f in &i.fields {
-                key.clear();
-                key.push_str(&p.field_prefix);
-                key.extend(f.name.chars().map(|c| c.to_ascii_lowercase()));
-                value.clear();
-                encode_baggage_value(f.value.as_str(), &mut value);
-                if let (Ok(k), Ok(v)) = (
-                    HeaderName::from_bytes(key.as_bytes()),
-                    HeaderValue::from_str(&value),
-                ) {
-                    put(carrier, &k, &v);
-                }
-            }
-        }
-        sent
     }
 }
 

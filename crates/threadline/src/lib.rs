@@ -56,11 +56,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod capture;
 pub mod carrier;
 pub mod codec;
 #[cfg(feature = "serde")]
 mod config;
 mod context;
+mod inject;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod names;
@@ -68,6 +70,7 @@ mod policy;
 pub mod restore;
 mod scope;
 
+pub use capture::{Captured, Reason, Rejection, Report};
 pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
 #[cfg(feature = "serde")]
 pub use config::{ConfigError, PolicyConfig};
@@ -75,8 +78,8 @@ pub use context::{
     Context, FieldValue, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES, TraceContext,
 };
 pub use policy::{
-    B3Emit, CREDENTIALS, Captured, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy,
-    PolicyBuilder, PolicyError, Reason, Rejection, Report, Trust, Validator,
+    B3Emit, CREDENTIALS, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy, PolicyBuilder,
+    PolicyError, Trust, Validator,
 };
 pub use restore::{Restorer, Stats as RestoreStats};
 pub use scope::{

@@ -25,9 +25,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::capture::{Captured, Report};
 use crate::carrier::Extractor;
 use crate::names;
-use crate::policy::{Captured, Policy, Report};
+use crate::policy::Policy;
 
 /// Applies a policy to received messages and counts what it restored and dropped.
 /// Cheap to clone; clones share the counts.

@@ -179,6 +179,12 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Only visible ASCII and spaces: no control characters, no non-ASCII, no tabs.
+#[inline]
+pub(crate) fn is_clean(v: &[u8]) -> bool {
+    no_byte(v, |b| b.wrapping_sub(0x20) > 0x7e - 0x20)
+}
+
 /// Whether `bad` holds for no byte of `v`, for short header values.
 ///
 /// In whole 16- and 8-byte blocks, branch-free, so that each block compiles to a few

@@ -1,0 +1,552 @@
+//! Capture: from an inbound carrier to a [`Context`], with a [`Report`] of what was
+//! dropped on the way.
+
+mod report;
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
+
+use crate::carrier::{CarrierKind, CarrierValue, Extractor};
+use crate::codec::{self, B3, Baggage, CorrelationId, TraceParent, TraceState, is_clean};
+use crate::context::{Context, Field, FieldValue, Header, HeaderKey, Inner, TraceContext};
+use crate::names;
+use crate::policy::{CREDENTIALS, DefaultValue, Lookup, Policy, Trust, is_hop_by_hop};
+
+pub use report::{Captured, Reason, Rejection, Report};
+
+/// What a carrier holds under one configured name.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Absent,
+    One(CarrierValue<'a>),
+    Several,
+}
+
+/// What a carrier holds under each configured name, gathered in one pass over its
+/// entries when it can give them (an `http::HeaderMap`), by one lookup per name
+/// otherwise.
+struct Found<'a> {
+    slots: SmallVec<[Slot<'a>; 8]>,
+}
+
+impl<'a> Found<'a> {
+    fn gather<E: Extractor + ?Sized>(lookup: &Lookup, carrier: &'a E) -> Self {
+        let names = &lookup.names;
+        let mut slots: SmallVec<[Slot<'a>; 8]> = SmallVec::from_elem(Slot::Absent, names.len());
+        match carrier.entries() {
+            Some(entries) => {
+                // One bounds check per hit, not the inline/spilled test of every index.
+                let s = slots.as_mut_slice();
+                for (name, v) in entries {
+                    if let Some(slot) = lookup.position(name).and_then(|i| s.get_mut(i)) {
+                        *slot = match slot {
+                            Slot::Absent => Slot::One(v),
+                            _ => Slot::Several,
+                        };
+                    }
+                }
+            }
+            None => {
+                for (slot, name) in slots.iter_mut().zip(names) {
+                    let mut values = carrier.get_all(name);
+                    *slot = match (values.next(), values.next()) {
+                        (None, _) => Slot::Absent,
+                        (Some(v), None) => Slot::One(v),
+                        (Some(_), Some(_)) => Slot::Several,
+                    };
+                }
+            }
+        }
+        Found { slots }
+    }
+
+    fn get(&self, i: Option<usize>) -> Slot<'a> {
+        i.and_then(|i| self.slots.get(i).copied())
+            .unwrap_or(Slot::Absent)
+    }
+
+    /// The single value in slot `i`; more than one is a duplicate.
+    fn single(&self, i: usize) -> Result<Option<CarrierValue<'a>>, ()> {
+        match self.get(Some(i)) {
+            Slot::Absent => Ok(None),
+            Slot::One(v) => Ok(Some(v)),
+            Slot::Several => Err(()),
+        }
+    }
+}
+
+/// Takes the single value under `name`; more than one is a duplicate.
+fn single<'a, E: Extractor + ?Sized>(
+    carrier: &'a E,
+    name: &HeaderName,
+) -> Result<Option<CarrierValue<'a>>, ()> {
+    let mut it = carrier.get_all(name);
+    let first = it.next();
+    if first.is_some() && it.next().is_some() {
+        return Err(());
+    }
+    Ok(first)
+}
+
+impl Policy {
+    /// A fresh context: new correlation id, new root trace, nothing else. For work that
+    /// starts outside any request (a scheduled job, a CLI command).
+    pub fn new_root(&self) -> Context {
+        let p = &self.inner;
+        Context::from_inner(Inner {
+            policy: self.clone(),
+            correlation_id: Some(p.generator.generate()),
+            trace: p.w3c.then(|| TraceContext::new_root(p.sample_new_traces)),
+            baggage: None,
+            headers: SmallVec::new(),
+            fields: SmallVec::new(),
+        })
+    }
+
+    /// Captures context from an inbound carrier (an HTTP request's headers, say):
+    /// the allow-list, trust, validation and limits apply; whatever breaks a rule is
+    /// dropped, counted in the [`Report`] and never copied into the context.
+    ///
+    /// The correlation id is always set afterwards (accepted or minted), and so is the
+    /// trace (continued or a new root) when W3C is on.
+    pub fn capture<E: Extractor + ?Sized>(&self, carrier: &E, trust: Trust) -> Captured {
+        let p = &*self.inner;
+        let mut report = Report::default();
+        let untrusted = trust == Trust::Untrusted;
+        if carrier.is_malformed() {
+            report.push(&names::ENVELOPE, Reason::WrongType);
+        }
+        let found = Found::gather(&p.lookup, carrier);
+
+        // Correlation id.
+        let mut correlation_id = None;
+        let correlation_names = std::iter::once(&p.correlation_header).chain(&p.also_accept);
+        for (slot, name) in correlation_names.enumerate() {
+            let v = match found.single(slot) {
+                Ok(None) => continue,
+                Ok(Some(v)) => v,
+                Err(()) => {
+                    report.push(name, Reason::Duplicate);
+                    break;
+                }
+            };
+            if !p.accept_upstream_id || (untrusted && p.untrusted_fresh_id) {
+                report.push(name, Reason::ReplacedAtEdge);
+                break;
+            }
+            let Some(bytes) = v.as_bytes() else {
+                report.push(name, Reason::WrongType);
+                break;
+            };
+            match p.validator.check(bytes, p.limits.correlation_id_max_len) {
+                Ok(()) => {
+                    correlation_id = v.to_header_value().map(CorrelationId::from_validated);
+                }
+                Err(e) => report.push(name, Reason::Malformed(e)),
+            }
+            break;
+        }
+        let correlation_id = correlation_id.unwrap_or_else(|| p.generator.generate());
+
+        let mut total = 0usize;
+        // Trace context.
+        let trace = if p.w3c {
+            Some(self.capture_trace(carrier, &found, untrusted, &mut report, &mut total))
+        } else {
+            None
+        };
+
+        // Baggage.
+        let baggage = if p.baggage {
+            self.capture_baggage(carrier, &found, &mut report, &mut total)
+        } else {
+            None
+        };
+
+        // The context is assembled where it will live: captured headers and fields are
+        // pushed straight into the shared allocation, never moved into it afterwards.
+        let mut shared = Arc::new(Inner {
+            policy: self.clone(),
+            correlation_id: Some(correlation_id),
+            trace,
+            baggage,
+            headers: SmallVec::new(),
+            fields: SmallVec::new(),
+        });
+        let Some(inner) = Arc::get_mut(&mut shared) else {
+            unreachable!("an Arc made on the line above has a single owner")
+        };
+
+        // Custom headers.
+        let headers = &mut inner.headers;
+        for (index, rule) in p.rules.iter().enumerate() {
+            let key = HeaderKey::Rule(index as u16);
+            let value = match found.single(p.slots.rules + index) {
+                Err(()) => {
+                    report.push(&rule.name, Reason::Duplicate);
+                    continue;
+                }
+                Ok(Some(_)) if rule.trusted_only && untrusted => {
+                    report.push(&rule.name, Reason::Untrusted);
+                    continue;
+                }
+                Ok(Some(v)) => v,
+                Ok(None) => match &rule.default {
+                    None => continue,
+                    Some(DefaultValue::Static(v)) => CarrierValue::Header(v),
+                    Some(DefaultValue::Computed(f)) => {
+                        let Some(v) = f() else { continue };
+                        if let Some(h) = self.accept_value(
+                            &rule.name,
+                            CarrierValue::Header(&v),
+                            &mut total,
+                            headers.len(),
+                            &mut report,
+                        ) {
+                            headers.push(Header { key, value: h });
+                        }
+                        continue;
+                    }
+                },
+            };
+            if let Some(h) =
+                self.accept_value(&rule.name, value, &mut total, headers.len(), &mut report)
+            {
+                headers.push(Header { key, value: h });
+            }
+        }
+        if let Some(except) = &p.capture_all {
+            self.capture_all(carrier, except, headers, &mut total, &mut report);
+        }
+
+        // Local fields.
+        let fields = &mut inner.fields;
+        let fields_allowed = match carrier.kind() {
+            CarrierKind::Message => true,
+            _ => p.fields_over_http && !untrusted,
+        };
+        if fields_allowed {
+            self.capture_fields(carrier, fields, &mut total, &mut report);
+        }
+
+        Captured {
+            context: Context::from_arc(shared),
+            report,
+        }
+    }
+
+    /// Restores context from a message, job or envelope: like [`Policy::capture`] with
+    /// a trusted caller (messages come from inside the system), so `trusted_only`
+    /// headers and local fields are accepted — but still validated and limited, since
+    /// a message is untrusted input.
+    pub fn extract<E: Extractor + ?Sized>(&self, carrier: &E) -> Captured {
+        self.capture(carrier, Trust::Trusted)
+    }
+
+    fn accept_value(
+        &self,
+        name: &HeaderName,
+        v: CarrierValue<'_>,
+        total: &mut usize,
+        count: usize,
+        report: &mut Report,
+    ) -> Option<HeaderValue> {
+        let l = &self.inner.limits;
+        let Some(bytes) = v.as_bytes() else {
+            report.push(name, Reason::WrongType);
+            return None;
+        };
+        let reason = if !is_clean(bytes) {
+            Reason::InvalidChars
+        } else if bytes.len() > l.max_value_bytes {
+            Reason::TooLong
+        } else if count >= l.max_headers {
+            Reason::TooManyHeaders
+        } else if *total + bytes.len() > l.max_total_bytes {
+            Reason::TotalBytes
+        } else {
+            let h = v.to_header_value()?;
+            *total += bytes.len();
+            return Some(h);
+        };
+        report.push(name, reason);
+        None
+    }
+
+    fn capture_trace<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        found: &Found<'_>,
+        untrusted: bool,
+        report: &mut Report,
+        total: &mut usize,
+    ) -> TraceContext {
+        let p = &*self.inner;
+        let fresh = || TraceContext::new_root(p.sample_new_traces);
+        let tp_slot = found.get(p.slots.traceparent);
+        if let Slot::Absent = tp_slot {
+            return match self.capture_b3(carrier, untrusted, report) {
+                Some(tp) => TraceContext::continue_from(tp, None),
+                None => fresh(),
+            };
+        }
+        if untrusted && p.untrusted_fresh_trace {
+            report.push(&names::TRACEPARENT, Reason::ReplacedAtEdge);
+            return fresh();
+        }
+        let decoded = match tp_slot {
+            Slot::One(v) => TraceParent::decode_all([v.as_bytes().unwrap_or(b"")]),
+            _ => TraceParent::decode_all(
+                carrier
+                    .get_all(&names::TRACEPARENT)
+                    .map(|v| v.as_bytes().unwrap_or(b"")),
+            ),
+        };
+        let tp = match decoded {
+            Ok(Some(tp)) => tp,
+            Ok(None) => return fresh(),
+            Err(e) => {
+                report.push(&names::TRACEPARENT, Reason::Malformed(e));
+                // W3C: an invalid traceparent also invalidates tracestate.
+                return match self.capture_b3(carrier, untrusted, report) {
+                    Some(tp) => TraceContext::continue_from(tp, None),
+                    None => fresh(),
+                };
+            }
+        };
+        // tracestate, only with a valid traceparent
+        let state = match found.get(p.slots.tracestate) {
+            Slot::Absent => Ok(None),
+            Slot::One(CarrierValue::Header(h)) => TraceState::from_header(h).map(Some),
+            _ => {
+                let mut bytes: SmallVec<[&[u8]; 4]> = SmallVec::new();
+                let mut wrong = false;
+                for v in carrier.get_all(&names::TRACESTATE) {
+                    match v.as_bytes() {
+                        Some(b) => bytes.push(b),
+                        None => wrong = true,
+                    }
+                }
+                if wrong {
+                    Err(codec::Error::wrong_type(codec::Codec::TraceState))
+                } else {
+                    TraceState::decode_all(bytes)
+                }
+            }
+        };
+        let state = match state {
+            Ok(Some(ts)) => {
+                let max = p
+                    .limits
+                    .tracestate_max_bytes
+                    .min(p.limits.max_total_bytes - (*total).min(p.limits.max_total_bytes));
+                let kept = if ts.header_value().len() > max {
+                    report.push(&names::TRACESTATE, Reason::TraceStateTrimmed);
+                    ts.trimmed(max)
+                } else {
+                    Some(ts)
+                };
+                if let Some(ts) = &kept {
+                    *total += ts.header_value().len();
+                }
+                kept
+            }
+            Ok(None) => None,
+            Err(e) => {
+                report.push(&names::TRACESTATE, Reason::Malformed(e));
+                None
+            }
+        };
+        TraceContext::continue_from(tp, state)
+    }
+
+    fn capture_b3<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        untrusted: bool,
+        report: &mut Report,
+    ) -> Option<TraceParent> {
+        let p = &*self.inner;
+        if !p.accept_b3 {
+            return None;
+        }
+        let first = |name: &HeaderName| carrier.get_all(name).next().and_then(|v| v.as_bytes());
+        let single = first(&names::B3);
+        let trace = first(&names::B3_TRACE_ID);
+        if single.is_none() && trace.is_none() {
+            return None;
+        }
+        if untrusted && p.untrusted_fresh_trace {
+            report.push(&names::B3, Reason::ReplacedAtEdge);
+            return None;
+        }
+        // Single wins over multi.
+        if let Some(v) = single {
+            match B3::decode_single(v) {
+                Ok(b3) => return b3.to_trace_parent(),
+                Err(e) => report.push(&names::B3, Reason::Malformed(e)),
+            }
+            return None;
+        }
+        match B3::decode_multi(
+            trace,
+            first(&names::B3_SPAN_ID),
+            first(&names::B3_PARENT_SPAN_ID),
+            first(&names::B3_SAMPLED),
+            first(&names::B3_FLAGS),
+        ) {
+            Ok(b3) => b3.and_then(|b| b.to_trace_parent()),
+            Err(e) => {
+                report.push(&names::B3_TRACE_ID, Reason::Malformed(e));
+                None
+            }
+        }
+    }
+
+    fn capture_baggage<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        found: &Found<'_>,
+        report: &mut Report,
+        total: &mut usize,
+    ) -> Option<Baggage> {
+        let l = &self.inner.limits;
+        let max_bytes = l
+            .baggage_max_bytes
+            .min(l.max_total_bytes - (*total).min(l.max_total_bytes));
+        let slot = found.get(self.inner.slots.baggage);
+        if let Slot::Absent = slot {
+            return None;
+        }
+        // Fast path: one header, entirely valid and within limits: kept without copying.
+        if let Slot::One(CarrierValue::Header(h)) = slot {
+            if let Ok(b) = Baggage::from_header(h, l.baggage_max_members, max_bytes) {
+                *total += b.header_value().len();
+                return Some(b);
+            }
+        }
+        let mut wrong = 0usize;
+        let all = carrier.get_all(&names::BAGGAGE).filter_map(|v| {
+            let b = v.as_bytes();
+            if b.is_none() {
+                wrong += 1;
+            }
+            b
+        });
+        let (b, dropped) = Baggage::collect(all, l.baggage_max_members, max_bytes);
+        if dropped + wrong > 0 {
+            report.push(
+                &names::BAGGAGE,
+                Reason::BaggageMembersDropped(dropped + wrong),
+            );
+        }
+        if let Some(b) = &b {
+            *total += b.header_value().len();
+        }
+        b
+    }
+
+    fn capture_all<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        except: &[HeaderName],
+        headers: &mut SmallVec<[Header; 4]>,
+        total: &mut usize,
+        report: &mut Report,
+    ) {
+        let p = &*self.inner;
+        for key in carrier.keys() {
+            let lower = key.to_ascii_lowercase();
+            if is_hop_by_hop(&lower)
+                || CREDENTIALS.contains(&lower.as_str())
+                || lower.starts_with(p.field_prefix.as_str())
+                || lower.starts_with("x-b3-")
+            {
+                continue;
+            }
+            let Ok(name) = HeaderName::from_bytes(lower.as_bytes()) else {
+                continue;
+            };
+            if names::is_reserved(&name)
+                || name == p.correlation_header
+                || p.also_accept.contains(&name)
+                || except.contains(&name)
+                || p.rules.iter().any(|r| r.name == name)
+                || headers
+                    .iter()
+                    .any(|h| matches!(&h.key, HeaderKey::Other(n) if **n == name))
+            {
+                continue;
+            }
+            let v = match single(carrier, &name) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(()) => {
+                    report.push(&name, Reason::Duplicate);
+                    continue;
+                }
+            };
+            if let Some(h) = self.accept_value(&name, v, total, headers.len(), report) {
+                headers.push(Header {
+                    key: HeaderKey::Other(Box::new(name)),
+                    value: h,
+                });
+            }
+        }
+    }
+
+    fn capture_fields<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        fields: &mut SmallVec<[Field; 2]>,
+        total: &mut usize,
+        report: &mut Report,
+    ) {
+        let p = &*self.inner;
+        let prefix = p.field_prefix.as_str();
+        for key in carrier.keys() {
+            if key.len() <= prefix.len()
+                || !key.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            {
+                continue;
+            }
+            let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
+                continue;
+            };
+            let field_name = &name.as_str()[prefix.len()..];
+            if fields.iter().any(|f| f.name == field_name) {
+                continue;
+            }
+            let v = match single(carrier, &name) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(()) => {
+                    report.push(&name, Reason::Duplicate);
+                    continue;
+                }
+            };
+            let Some(raw) = v.as_bytes() else {
+                report.push(&name, Reason::WrongType);
+                continue;
+            };
+            let l = &p.limits;
+            if !is_clean(raw) {
+                report.push(&name, Reason::InvalidChars);
+            } else if raw.len() > l.max_value_bytes {
+                report.push(&name, Reason::TooLong);
+            } else if *total + raw.len() > l.max_total_bytes {
+                report.push(&name, Reason::TotalBytes);
+            } else {
+                *total += raw.len();
+                let text = std::str::from_utf8(raw).unwrap_or_default();
+                let decoded = codec::percent_decode(text);
+                fields.push(Field {
+                    name: field_name.to_owned().into(),
+                    value: FieldValue::new(&decoded),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! What capture dropped, and why: never the value.
+
+use std::fmt;
+
+use http::HeaderName;
+
+use crate::codec;
+use crate::context::Context;
+
+/// Why something was not captured. Never holds the rejected value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The value breaks its wire format.
+    Malformed(codec::Error),
+    /// Control characters, non-ASCII or non-UTF-8 bytes.
+    InvalidChars,
+    /// Longer than [`Limits::max_value_bytes`].
+    TooLong,
+    /// Over [`Limits::max_headers`].
+    TooManyHeaders,
+    /// Over [`Limits::max_total_bytes`].
+    TotalBytes,
+    /// Sent more than once where once is allowed.
+    Duplicate,
+    /// A `trusted_only` header from an untrusted caller.
+    Untrusted,
+    /// Ignored because the caller is untrusted and the policy starts fresh (edge mode).
+    ReplacedAtEdge,
+    /// Not text (a JSON number, say), or a broken envelope.
+    WrongType,
+    /// Baggage members dropped whole (invalid, or over the member/byte limits).
+    BaggageMembersDropped(usize),
+    /// Tracestate entries dropped whole to fit the limit.
+    TraceStateTrimmed,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Malformed(e) => write!(f, "{e}"),
+            Reason::InvalidChars => f.write_str("control, non-ASCII or non-UTF-8 characters"),
+            Reason::TooLong => f.write_str("value longer than the limit"),
+            Reason::TooManyHeaders => f.write_str("more headers than the limit"),
+            Reason::TotalBytes => f.write_str("total captured bytes over the limit"),
+            Reason::Duplicate => f.write_str("header sent more than once"),
+            Reason::Untrusted => f.write_str("trusted-only header from an untrusted caller"),
+            Reason::ReplacedAtEdge => f.write_str("replaced at the trust boundary"),
+            Reason::WrongType => f.write_str("value is not text"),
+            Reason::BaggageMembersDropped(n) => write!(f, "{n} baggage member(s) dropped"),
+            Reason::TraceStateTrimmed => f.write_str("tracestate trimmed to the limit"),
+        }
+    }
+}
+
+/// One thing dropped during capture: the header name and the reason, never the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The header (or carrier key) concerned.
+    pub name: HeaderName,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// What capture dropped. Empty on the happy path (and then it costs no allocation).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    rejections: Vec<Rejection>,
+}
+
+impl Report {
+    pub(crate) fn push(&mut self, name: &HeaderName, reason: Reason) {
+        self.rejections.push(Rejection {
+            name: name.clone(),
+            reason,
+        });
+    }
+
+    /// Number of rejections.
+    pub fn len(&self) -> usize {
+        self.rejections.len()
+    }
+
+    /// `true` when nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.rejections.is_empty()
+    }
+
+    /// The rejections, in the order they happened.
+    pub fn iter(&self) -> impl Iterator<Item = &Rejection> {
+        self.rejections.iter()
+    }
+}
+
+/// The result of a capture: the context, and what was dropped on the way.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    /// The captured context.
+    pub context: Context,
+    /// What was dropped, and why.
+    pub report: Report,
+}

@@ -1,0 +1,282 @@
+//! [`PolicyBuilder`]: checks a configuration and builds a [`Policy`].
+
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use super::{B3Emit, Lookup, Policy, PolicyError, PolicyInner, Rule, SlotIndex, is_hop_by_hop};
+use super::{HeaderRule, Limits, Validator};
+use crate::codec::IdGenerator;
+use crate::names;
+
+/// Builds a [`Policy`].
+#[derive(Clone, Debug)]
+pub struct PolicyBuilder {
+    rules: Vec<HeaderRule>,
+    capture_all: Option<Vec<String>>,
+    correlation_header: String,
+    also_accept: Vec<String>,
+    accept_upstream_id: bool,
+    validator: Validator,
+    generator: IdGenerator,
+    limits: Limits,
+    w3c: bool,
+    baggage: bool,
+    accept_b3: bool,
+    emit_b3: B3Emit,
+    sample_new_traces: bool,
+    untrusted_fresh_trace: bool,
+    untrusted_fresh_id: bool,
+    field_prefix: String,
+    fields_over_http: bool,
+}
+
+impl Default for PolicyBuilder {
+    fn default() -> Self {
+        PolicyBuilder {
+            rules: Vec::new(),
+            capture_all: None,
+            correlation_header: "x-correlation-id".into(),
+            also_accept: Vec::new(),
+            accept_upstream_id: true,
+            validator: Validator::default(),
+            generator: IdGenerator::default(),
+            limits: Limits::default(),
+            w3c: true,
+            baggage: true,
+            accept_b3: false,
+            emit_b3: B3Emit::None,
+            sample_new_traces: true,
+            untrusted_fresh_trace: false,
+            untrusted_fresh_id: false,
+            field_prefix: "tl-field-".into(),
+            fields_over_http: false,
+        }
+    }
+}
+
+impl PolicyBuilder {
+    /// Capture and forward a custom header under its own name.
+    pub fn header(self, name: impl Into<String>) -> Self {
+        self.header_rule(HeaderRule::new(name))
+    }
+
+    /// Capture and forward a custom header with options (rename, trust, default).
+    pub fn header_rule(mut self, rule: HeaderRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Opt-in: capture every header except hop-by-hop ones ([`HOP_BY_HOP`], `proxy-*`),
+    /// credentials ([`CREDENTIALS`], unless named by a rule) and the names in `except`.
+    pub fn capture_all_except<I, S>(mut self, except: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.capture_all = Some(except.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The correlation id header (default `x-correlation-id`).
+    pub fn correlation_header(mut self, name: impl Into<String>) -> Self {
+        self.correlation_header = name.into();
+        self
+    }
+
+    /// Also accept the correlation id from this header (`x-request-id`, say) when the
+    /// main one is absent. It is forwarded under the main name.
+    pub fn also_accept(mut self, name: impl Into<String>) -> Self {
+        self.also_accept.push(name.into());
+        self
+    }
+
+    /// Accept correlation ids from upstream (default `true`); `false` always mints.
+    pub fn accept_upstream_correlation_id(mut self, yes: bool) -> Self {
+        self.accept_upstream_id = yes;
+        self
+    }
+
+    /// The correlation id validator.
+    pub fn validator(mut self, validator: Validator) -> Self {
+        self.validator = validator;
+        self
+    }
+
+    /// How new correlation ids are minted (default UUIDv4).
+    pub fn id_generator(mut self, generator: IdGenerator) -> Self {
+        self.generator = generator;
+        self
+    }
+
+    /// Size limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Capture and forward W3C trace context (default `true`).
+    pub fn w3c(mut self, yes: bool) -> Self {
+        self.w3c = yes;
+        self
+    }
+
+    /// Capture and forward W3C baggage (default `true`).
+    pub fn baggage(mut self, yes: bool) -> Self {
+        self.baggage = yes;
+        self
+    }
+
+    /// Accept B3 (single or multi) when no valid `traceparent` came (default `false`).
+    pub fn accept_b3(mut self, yes: bool) -> Self {
+        self.accept_b3 = yes;
+        self
+    }
+
+    /// Send B3 on outgoing calls too (default [`B3Emit::None`]).
+    pub fn emit_b3(mut self, emit: B3Emit) -> Self {
+        self.emit_b3 = emit;
+        self
+    }
+
+    /// Whether new root traces are marked sampled (default `true`).
+    pub fn sample_new_traces(mut self, yes: bool) -> Self {
+        self.sample_new_traces = yes;
+        self
+    }
+
+    /// Edge mode: for untrusted callers, ignore their trace context and correlation id
+    /// and start fresh ones (both default `false`).
+    pub fn untrusted_start_fresh(mut self, trace: bool, correlation_id: bool) -> Self {
+        self.untrusted_fresh_trace = trace;
+        self.untrusted_fresh_id = correlation_id;
+        self
+    }
+
+    /// The key prefix under which local fields travel with messages (default `tl-field-`).
+    pub fn field_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.field_prefix = prefix.into();
+        self
+    }
+
+    /// Send local fields on outgoing HTTP calls too, and accept them from trusted HTTP
+    /// callers (default `false`: they go to logs and background jobs only).
+    pub fn fields_over_http(mut self, yes: bool) -> Self {
+        self.fields_over_http = yes;
+        self
+    }
+
+    /// Checks the configuration and builds the policy.
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        let parse = |what: &str, n: &str| {
+            HeaderName::from_bytes(n.as_bytes())
+                .map(names::interned)
+                .map_err(|_| PolicyError::new(format!("{what} {n:?} is not a valid header name")))
+        };
+        let correlation_header = parse("correlation header", &self.correlation_header)?;
+        let also_accept = self
+            .also_accept
+            .iter()
+            .map(|n| parse("correlation header", n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rules: Vec<Rule> = Vec::with_capacity(self.rules.len());
+        for r in self.rules {
+            let name = parse("header", &r.name)?;
+            let wire = match &r.rename {
+                Some(n) => parse("renamed header", n)?,
+                None => name.clone(),
+            };
+            for n in [&name, &wire] {
+                if is_hop_by_hop(n.as_str()) {
+                    return Err(PolicyError::new(format!(
+                        "{n} is a hop-by-hop header and cannot be propagated"
+                    )));
+                }
+                if names::is_reserved(n) || *n == correlation_header || also_accept.contains(n) {
+                    return Err(PolicyError::new(format!(
+                        "{n} is handled by the trace/baggage/correlation settings, not as a custom header"
+                    )));
+                }
+            }
+            if rules.iter().any(|x| x.name == name) {
+                return Err(PolicyError::new(format!("header {name} is listed twice")));
+            }
+            rules.push(Rule {
+                name,
+                wire,
+                trusted_only: r.trusted_only,
+                default: r.default,
+            });
+        }
+        if rules.len() > self.limits.max_headers || rules.len() > usize::from(u16::MAX) {
+            return Err(PolicyError::new(
+                "more header rules than limits.max_headers",
+            ));
+        }
+        let capture_all = self
+            .capture_all
+            .map(|v| {
+                v.iter()
+                    .map(|n| parse("excluded header", n))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        if self.field_prefix.is_empty()
+            || HeaderName::from_bytes(format!("{}x", self.field_prefix).as_bytes()).is_err()
+        {
+            return Err(PolicyError::new(
+                "field prefix must be a non-empty header-name prefix",
+            ));
+        }
+        let l = &self.limits;
+        if l.max_value_bytes == 0 || l.correlation_id_max_len == 0 {
+            return Err(PolicyError::new("limits must be positive"));
+        }
+        let mut lookup: Vec<HeaderName> = std::iter::once(correlation_header.clone())
+            .chain(also_accept.iter().cloned())
+            .collect();
+        let mut slot_of = |name: HeaderName, on: bool| {
+            on.then(|| {
+                lookup.push(name);
+                lookup.len() - 1
+            })
+        };
+        let traceparent = slot_of(names::TRACEPARENT, self.w3c);
+        let tracestate = slot_of(names::TRACESTATE, self.w3c);
+        let baggage = slot_of(names::BAGGAGE, self.baggage);
+        let slots = SlotIndex {
+            traceparent,
+            tracestate,
+            baggage,
+            rules: lookup.len(),
+        };
+        lookup.extend(rules.iter().map(|r| r.name.clone()));
+        if lookup.len() >= usize::from(u16::MAX) {
+            return Err(PolicyError::new("too many header names to capture"));
+        }
+        let lookup = Lookup::new(lookup);
+        Ok(Policy {
+            inner: Arc::new(PolicyInner {
+                lookup,
+                slots,
+                rules,
+                capture_all,
+                correlation_header,
+                also_accept,
+                accept_upstream_id: self.accept_upstream_id,
+                validator: self.validator,
+                generator: self.generator,
+                limits: self.limits,
+                w3c: self.w3c,
+                baggage: self.baggage,
+                accept_b3: self.accept_b3,
+                emit_b3: self.emit_b3,
+                sample_new_traces: self.sample_new_traces,
+                untrusted_fresh_trace: self.untrusted_fresh_trace,
+                untrusted_fresh_id: self.untrusted_fresh_id,
+                field_prefix: self.field_prefix.to_ascii_lowercase(),
+                fields_over_http: self.fields_over_http,
+            }),
+        })
+    }
+}
