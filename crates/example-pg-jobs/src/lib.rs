@@ -21,13 +21,18 @@
 //! `traceparent`) still runs: what is valid is kept, the rest is dropped and listed in
 //! the returned report.
 //!
+//! The worker restores through a [`Restorer`]: the table is the application's own (only
+//! its services insert jobs), so it is declared trusted and the tenant and user ids
+//! travel with the job.
+//!
 //! ```no_run
-//! use threadline::{Context, Policy};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sqlx::Error> {
 //! let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test").await?;
 //! example_pg_jobs::create_table(&pool, "jobs").await?;
 //! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let restorer = Restorer::new(policy.clone()).trust(Trust::Trusted);
 //!
 //! // Producer, inside a request scope:
 //! policy.new_root().scope(async {
@@ -38,7 +43,7 @@
 //!
 //! // Worker:
 //! for job in example_pg_jobs::claim(&pool, "jobs", 10).await? {
-//!     example_pg_jobs::handle(&policy, job, |job| async move {
+//!     example_pg_jobs::handle(&restorer, job, |job| async move {
 //!         let ctx = Context::current(); // the producer's correlation id, trace, tenant, user.id
 //!         println!("{:?} {}", ctx.correlation_id(), job.payload["order"]);
 //!     }).await;
@@ -56,7 +61,7 @@
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
-//! use threadline::{Context, Policy};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! #[derive(Serialize, Deserialize)]
 //! struct SendInvoice { order: u64 }
@@ -64,9 +69,10 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sqlx::Error> {
 //! # let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/test").await?;
 //! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
+//! let restorer = Restorer::new(policy.clone()).trust(Trust::Trusted);
 //! policy.new_root().scope(example_pg_jobs::enqueue_typed(&pool, "jobs", &SendInvoice { order: 42 })).await?;
 //! for job in example_pg_jobs::claim(&pool, "jobs", 10).await? {
-//!     match example_pg_jobs::handle_typed(&policy, job, |invoice: SendInvoice| async move {
+//!     match example_pg_jobs::handle_typed(&restorer, job, |invoice: SendInvoice| async move {
 //!         println!("{:?} invoice {}", Context::current().correlation_id(), invoice.order);
 //!     }).await {
 //!         Ok(((), _report)) => {}
@@ -90,7 +96,7 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, PgPool};
 use threadline::json::{DEFAULT_KEY, Envelope, JsonCarrier, JsonCarrierMut};
-use threadline::{Context, Policy, Report};
+use threadline::{Context, Report, Restorer};
 
 /// One job taken off the table.
 #[derive(Clone, Debug)]
@@ -184,13 +190,10 @@ pub async fn claim(pool: &PgPool, table: &str, limit: i64) -> Result<Vec<Job>, s
 /// Restores the context of `job` (a fresh one when it carries none) and takes the
 /// context key off its payload. Never fails: what breaks the policy is dropped and
 /// listed in the report.
-pub fn extract(policy: &Policy, job: &mut Job) -> (Context, Report) {
+pub fn extract(restorer: &Restorer, job: &mut Job) -> (Context, Report) {
     let captured = match job.payload.get(DEFAULT_KEY) {
-        None | Some(Value::Null) => threadline::Captured {
-            context: policy.new_root(),
-            report: Report::default(),
-        },
-        Some(_) => policy.extract(&JsonCarrier::new(&job.payload)),
+        None | Some(Value::Null) => restorer.fresh(),
+        Some(_) => restorer.restore_from(&JsonCarrier::new(&job.payload)),
     };
     job.payload.remove(DEFAULT_KEY);
     (captured.context, captured.report)
@@ -198,12 +201,12 @@ pub fn extract(policy: &Policy, job: &mut Job) -> (Context, Report) {
 
 /// Runs `handler(job)` inside the context the job carries (see [`extract`]), and
 /// returns its output with the extraction report.
-pub async fn handle<F, Fut>(policy: &Policy, mut job: Job, handler: F) -> (Fut::Output, Report)
+pub async fn handle<F, Fut>(restorer: &Restorer, mut job: Job, handler: F) -> (Fut::Output, Report)
 where
     F: FnOnce(Job) -> Fut,
     Fut: Future,
 {
-    let (ctx, report) = extract(policy, &mut job);
+    let (ctx, report) = extract(restorer, &mut job);
     (ctx.scope_with(|| handler(job)).await, report)
 }
 
@@ -265,7 +268,7 @@ impl std::error::Error for PayloadError {
 /// listed in the report). Only a payload that is not a `T` is an error, and then the
 /// job is handed back.
 pub async fn handle_typed<T, F, Fut>(
-    policy: &Policy,
+    restorer: &Restorer,
     job: Job,
     handler: F,
 ) -> Result<(Fut::Output, Report), PayloadError>
@@ -278,7 +281,7 @@ where
         Ok(e) => e,
         Err(error) => return Err(PayloadError { job, error }),
     };
-    let (payload, captured) = envelope.into_parts(policy);
+    let (payload, captured) = envelope.into_parts(restorer);
     let ctx = captured.context;
     Ok((ctx.scope_with(|| handler(payload)).await, captured.report))
 }

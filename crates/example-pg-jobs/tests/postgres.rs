@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use threadline::codec::{SpanId, TraceId};
-use threadline::{Context, Policy, Trust};
+use threadline::{Context, Policy, Restorer, Trust};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -52,6 +52,11 @@ async fn drop_table(pool: &PgPool, name: &str) -> i64 {
 
 fn policy() -> Policy {
     Policy::builder().header("x-tenant-id").build().unwrap()
+}
+
+/// The test's job table is its own: only the test inserts jobs.
+fn trusted(policy: &Policy) -> Restorer {
+    Restorer::new(policy.clone()).trust(Trust::Trusted)
 }
 
 fn object(v: Value) -> Map<String, Value> {
@@ -101,7 +106,7 @@ async fn postgres_json_envelope_restores_context_in_handler() {
     let jobs = example_pg_jobs::claim(&pool, &name, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
     let ((consumer, payload), report) = example_pg_jobs::handle(
-        &policy,
+        &trusted(&policy),
         jobs.into_iter().next().unwrap(),
         |job| async move { (Context::current(), job.payload) },
     )
@@ -164,13 +169,14 @@ async fn postgres_json_envelope_missing_malformed_oversized_context_still_handle
     let jobs = example_pg_jobs::claim(&pool, &name, 100).await.unwrap();
     let mut seen = Vec::new();
     for job in jobs {
-        let ((tag, ctx), report) = example_pg_jobs::handle(&policy, job, |job| async move {
-            (
-                job.payload["tag"].as_str().unwrap().to_owned(),
-                Context::current(),
-            )
-        })
-        .await;
+        let ((tag, ctx), report) =
+            example_pg_jobs::handle(&trusted(&policy), job, |job| async move {
+                (
+                    job.payload["tag"].as_str().unwrap().to_owned(),
+                    Context::current(),
+                )
+            })
+            .await;
         seen.push((tag, ctx, report.len()));
     }
     assert_eq!(drop_table(&pool, &name).await, 0, "nothing left behind");
@@ -257,13 +263,15 @@ async fn postgres_json_envelope_thousand_distinct_contexts_consumed_concurrently
         for job in jobs {
             let policy = policy.clone();
             consumers.spawn(async move {
-                let (result, _) = example_pg_jobs::handle(&policy, job, |job| async move {
-                    let i = job.payload["i"].as_u64().unwrap() as usize;
-                    let trace = job.payload["trace"].as_str().unwrap().to_owned();
-                    let ok = threadline_testkit::holds_message_context("corr-", &trace, i).await;
-                    (i, ok)
-                })
-                .await;
+                let (result, _) =
+                    example_pg_jobs::handle(&trusted(&policy), job, |job| async move {
+                        let i = job.payload["i"].as_u64().unwrap() as usize;
+                        let trace = job.payload["trace"].as_str().unwrap().to_owned();
+                        let ok =
+                            threadline_testkit::holds_message_context("corr-", &trace, i).await;
+                        (i, ok)
+                    })
+                    .await;
                 result
             });
         }
@@ -355,9 +363,11 @@ async fn postgres_typed_envelope_restores_context_and_hands_back_bad_payloads() 
     let mut handed_back = Vec::new();
     for job in jobs {
         let id = job.id;
-        match example_pg_jobs::handle_typed(&policy, job, |invoice: SendInvoice| async move {
-            (invoice, Context::current())
-        })
+        match example_pg_jobs::handle_typed(
+            &trusted(&policy),
+            job,
+            |invoice: SendInvoice| async move { (invoice, Context::current()) },
+        )
         .await
         {
             Ok(((invoice, ctx), report)) => handled.push((invoice, ctx, report)),

@@ -35,17 +35,24 @@
 //!
 //! # Consumer: the handler runs in the producer's context
 //!
+//! [`threadline::Restorer`] restores the context of lapin's `Delivery`,
+//! `BasicGetMessage` and bare `BasicProperties` (this crate implements
+//! [`threadline::restore::Message`] for them). It is told whether the queue's
+//! publishers are trusted: only then are `trusted_only` headers (the tenant) and local
+//! fields (`user.id`) taken from the message.
+//!
 //! ```no_run
 //! use futures_util::StreamExt;
 //! use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 //! use lapin::types::FieldTable;
-//! use threadline::{Context, Policy};
-//! use threadline_amqp::Restorer;
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let conn = lapin::Connection::connect("amqp://127.0.0.1:5672/%2f", Default::default()).await?;
 //! # let channel = conn.create_channel().await?;
-//! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?);
+//! // Only our own services may publish to `jobs` (RabbitMQ permissions).
+//! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?)
+//!     .trust(Trust::Trusted);
 //! let mut consumer = channel
 //!     .basic_consume("jobs".into(), "worker-1".into(), BasicConsumeOptions::default(), FieldTable::default())
 //!     .await?;
@@ -63,7 +70,7 @@
 //!
 //! ```
 //! use lapin::BasicProperties;
-//! use threadline::{Context, Policy, Trust};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
@@ -76,7 +83,7 @@
 //! assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), "order-42");
 //! assert!(props.headers().as_ref().unwrap().contains_key("tl-field-user.id"));
 //!
-//! threadline_amqp::handle(&policy, props, |_| async {
+//! Restorer::new(policy).trust(Trust::Trusted).handle(props, |_| async {
 //!     let ctx = Context::current();
 //!     assert_eq!(ctx.correlation_id().unwrap().as_str(), "order-42");
 //!     assert_eq!(ctx.get("x-tenant-id"), Some("acme"));
@@ -115,7 +122,8 @@
 //! policy's allow-list, validation and limits: a malformed `traceparent` starts a new
 //! trace, an invalid correlation id is replaced by a new one, an oversized, non-ASCII or
 //! non-text (integer, table) value is dropped; the rest of the context is kept. Each
-//! drop is listed in [`threadline::Report`] and counted by [`Restorer::stats`]. The
+//! drop is listed in [`threadline::Report`] and counted by
+//! [`threadline::Restorer::stats`]. The
 //! handler always runs: a message is never rejected or redelivered because of its
 //! context.
 
@@ -127,5 +135,5 @@ mod consume;
 mod publish;
 
 pub use carrier::{AmqpHeaders, AmqpHeadersMut};
-pub use consume::{AmqpMessage, Restorer, Stats, extract, handle};
+pub use consume::Amqp;
 pub use publish::{ChannelExt, current_headers, inject, inject_current};

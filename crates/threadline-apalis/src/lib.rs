@@ -29,7 +29,7 @@
 //! use apalis_core::error::BoxDynError;
 //! use apalis_core::worker::builder::WorkerBuilder;
 //! use apalis_core::worker::ext::parallelize::ParallelizeExt;
-//! use threadline::{Context, Policy};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //! use threadline_apalis::ContextLayer;
 //!
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct Email { to: String }
@@ -43,10 +43,12 @@
 //! # let conn = apalis_redis::connect("redis://127.0.0.1:6379").await?;
 //! let storage = apalis_redis::RedisStorage::<Email>::new(conn);
 //! let policy = Policy::builder().header("x-tenant-id").build()?;
+//! // Only our own services push to this backend.
+//! let restorer = Restorer::new(policy).trust(Trust::Trusted);
 //! WorkerBuilder::new("mailer")
 //!     .backend(storage)
 //!     .parallelize(tokio::spawn)
-//!     .layer(ContextLayer::new(policy)) // after `parallelize`: inside the spawned task
+//!     .layer(ContextLayer::new(restorer)) // after `parallelize`: inside the spawned task
 //!     .build(send)
 //!     .run()
 //!     .await?;
@@ -61,7 +63,7 @@
 //! ```no_run
 //! # use apalis_core::error::BoxDynError;
 //! # use apalis_core::worker::builder::WorkerBuilder;
-//! # use threadline::Policy;
+//! # use threadline::{Policy, Restorer};
 //! # use threadline_apalis::ContextLayer;
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct Email { to: String }
 //! # async fn send(email: Email) -> Result<(), BoxDynError> { Ok(()) }
@@ -72,7 +74,7 @@
 //! // Without parallelize, jobs of one worker run one after another:
 //! WorkerBuilder::new("mailer")
 //!     .backend(storage)
-//!     .layer(ContextLayer::new(policy))
+//!     .layer(ContextLayer::new(Restorer::new(policy)))
 //!     .build(send)
 //!     .run()
 //!     .await?;
@@ -83,7 +85,7 @@
 //!
 //! ```
 //! use apalis_core::task::builder::TaskBuilder;
-//! use threadline::{Context, Policy, Trust};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
 //! let mut inbound = http::HeaderMap::new();
@@ -95,7 +97,7 @@
 //! assert_eq!(task.metadata().get("x-correlation-id"), Some("order-42"));
 //! assert_eq!(task.metadata().get("tl-field-user.id"), Some("alice"));
 //!
-//! let restored = threadline_apalis::extract(&policy, &task).context;
+//! let restored = Restorer::new(policy).trust(Trust::Trusted).restore(&task).context;
 //! assert_eq!(restored.correlation_id().unwrap().as_str(), "order-42");
 //! assert_eq!(restored.get("x-tenant-id"), Some("acme"));
 //! assert_eq!(restored.field("user.id"), Some("alice"));
@@ -123,19 +125,18 @@
 //! # Bad input
 //!
 //! The metadata of a job is untrusted input: [`ContextLayer`] re-applies the policy's
-//! allow-list, validation and limits. A malformed `traceparent` starts a new trace, an
+//! allow-list, validation and limits, and the trust its [`Restorer`] gives the backend
+//! decides whether `trusted_only` headers and local fields are accepted. A malformed `traceparent` starts a new trace, an
 //! invalid correlation id is replaced by a new one, an oversized or non-ASCII value is
 //! dropped; the rest is kept. A job without any context runs in a fresh one
 //! ([`Policy::new_root`]). The job always runs: the layer never fails a job because
-//! of its context (unlike a required metadata extractor, which does). Drops are
-//! counted by [`ContextLayer::stats`].
+//! of its context (unlike a required metadata extractor, which does). Jobs and drops
+//! are counted by [`ContextLayer::stats`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context as TaskCx, Poll};
 
 use apalis_core::backend::{TaskSink, TaskSinkError};
@@ -144,8 +145,9 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::metadata::MetadataStore;
 use http::{HeaderName, HeaderValue};
 use threadline::codec::SpanId;
+use threadline::restore::Message;
 use threadline::{
-    Captured, CarrierKind, CarrierValue, Context, Extractor, Injector, Policy, Scoped,
+    CarrierKind, CarrierValue, Context, Extractor, Injector, Policy, RestoreStats, Restorer, Scoped,
 };
 
 /// Reads context from a task's metadata (names matched case-insensitively).
@@ -238,45 +240,43 @@ pub trait TaskSinkExt<Args, Kind>: TaskSink<Args, Kind> {
 
 impl<Args, Kind, S: TaskSink<Args, Kind>> TaskSinkExt<Args, Kind> for S {}
 
-/// Restores the context carried by `task`'s metadata, as [`Policy::extract`] does.
-/// A task without context gets [`Policy::new_root`]. Never fails.
-pub fn extract<Args>(policy: &Policy, task: &Task<Args>) -> Captured {
-    // With no context keys at all this is a fresh context, as `Policy::new_root` makes.
-    policy.extract(&MetadataCarrier::new(task.metadata()))
+/// The marker of this crate's [`Message`] implementation for apalis's `Task`: one
+/// [`threadline::Restorer`] restores a task's context like any message's. It is
+/// inferred; callers never name it.
+#[derive(Clone, Copy, Debug)]
+pub enum Apalis {}
+
+impl<Args> Message<Apalis> for Task<Args> {
+    type Carrier<'a>
+        = MetadataCarrier<'a>
+    where
+        Args: 'a;
+
+    fn carrier<'a>(&'a self, _: &'a Policy) -> Option<MetadataCarrier<'a>> {
+        Some(MetadataCarrier::new(self.metadata()))
+    }
 }
 
 /// A `tower` layer for apalis workers: each job runs inside the context its task
-/// carries (see [`extract`]). Clones share the counters.
+/// carries, restored by a [`Restorer`] (its policy, and the trust it gives the
+/// backend). Clones share the restorer's counters.
 #[derive(Clone, Debug)]
 pub struct ContextLayer {
-    policy: Policy,
-    counts: Arc<Counts>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    jobs: AtomicU64,
-    with_rejections: AtomicU64,
-    rejected_values: AtomicU64,
+    restorer: Restorer,
 }
 
 impl ContextLayer {
-    /// A layer applying `policy`.
-    pub fn new(policy: Policy) -> Self {
-        ContextLayer {
-            policy,
-            counts: Arc::default(),
-        }
+    /// A layer restoring through `restorer`. Declare the backend trusted
+    /// (`Restorer::new(policy).trust(Trust::Trusted)`) when only your own services push
+    /// jobs to it; an untrusted backend's `trusted_only` headers and local fields are
+    /// dropped.
+    pub fn new(restorer: Restorer) -> Self {
+        ContextLayer { restorer }
     }
 
     /// What was restored so far.
-    pub fn stats(&self) -> Stats {
-        let c = &self.counts;
-        Stats {
-            jobs: c.jobs.load(Ordering::Relaxed),
-            with_rejections: c.with_rejections.load(Ordering::Relaxed),
-            rejected_values: c.rejected_values.load(Ordering::Relaxed),
-        }
+    pub fn stats(&self) -> RestoreStats {
+        self.restorer.stats()
     }
 }
 
@@ -286,7 +286,7 @@ impl<S> tower_layer::Layer<S> for ContextLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ContextService {
             inner,
-            layer: self.clone(),
+            restorer: self.restorer.clone(),
         }
     }
 }
@@ -295,7 +295,7 @@ impl<S> tower_layer::Layer<S> for ContextLayer {
 #[derive(Clone, Debug)]
 pub struct ContextService<S> {
     inner: S,
-    layer: ContextLayer,
+    restorer: Restorer,
 }
 
 impl<S, Args> tower_service::Service<Task<Args>> for ContextService<S>
@@ -311,40 +311,7 @@ where
     }
 
     fn call(&mut self, task: Task<Args>) -> Self::Future {
-        let captured = extract(&self.layer.policy, &task);
-        let c = &self.layer.counts;
-        c.jobs.fetch_add(1, Ordering::Relaxed);
-        if !captured.report.is_empty() {
-            c.with_rejections.fetch_add(1, Ordering::Relaxed);
-            c.rejected_values
-                .fetch_add(captured.report.len() as u64, Ordering::Relaxed);
-        }
-        let ctx = captured.context;
+        let ctx = self.restorer.restore(&task).context;
         ctx.scope_with(|| self.inner.call(task))
-    }
-}
-
-/// Counters of a [`ContextLayer`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    jobs: u64,
-    with_rejections: u64,
-    rejected_values: u64,
-}
-
-impl Stats {
-    /// Jobs that went through the layer (each ran with a context).
-    pub fn jobs(&self) -> u64 {
-        self.jobs
-    }
-
-    /// Jobs from which at least one value was dropped.
-    pub fn with_rejections(&self) -> u64 {
-        self.with_rejections
-    }
-
-    /// Values dropped in all.
-    pub fn rejected_values(&self) -> u64 {
-        self.rejected_values
     }
 }

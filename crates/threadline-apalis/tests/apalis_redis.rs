@@ -17,7 +17,7 @@ use apalis_core::worker::ext::parallelize::ParallelizeExt;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use serde::{Deserialize, Serialize};
 use threadline::codec::{SpanId, TraceId};
-use threadline::{Context, Policy, Trust};
+use threadline::{Context, Policy, RestoreStats, Restorer, Trust};
 use threadline_apalis::{ContextLayer, TaskSinkExt};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -78,13 +78,13 @@ async fn run_worker(
     conn: ConnectionManager,
     queue: &str,
     n: usize,
-) -> (Vec<(Job, Context)>, threadline_apalis::Stats, usize) {
+) -> (Vec<(Job, Context)>, RestoreStats, usize) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let probe = Probe {
         tx,
         remaining: Arc::new(AtomicUsize::new(n)),
     };
-    let layer = ContextLayer::new(policy());
+    let layer = ContextLayer::new(Restorer::new(policy()).trust(Trust::Trusted));
     let worker = WorkerBuilder::new(unique("worker"))
         .backend(storage(conn.clone(), queue))
         .data(probe)
@@ -171,7 +171,7 @@ async fn apalis_redis_job_restores_context_in_handler() {
     let (seen, stats, done) = run_worker(conn, &queue, 1).await;
     assert_eq!(seen.len(), 1);
     assert_eq!(done, 1, "the job is marked done");
-    assert_eq!(stats.jobs(), 1);
+    assert_eq!(stats.messages(), 1);
     assert_eq!(stats.with_rejections(), 0);
     let consumer = &seen[0].1;
     assert_eq!(consumer.correlation_id().unwrap().as_str(), "order-42");
@@ -244,7 +244,7 @@ async fn apalis_redis_missing_malformed_oversized_context_still_handled() {
     let (seen, stats, done) = run_worker(conn, &queue, cases.len()).await;
     assert_eq!(seen.len(), cases.len(), "count in = count handled");
     assert_eq!(done, cases.len(), "every job marked done, none failed");
-    assert_eq!(stats.jobs(), cases.len() as u64);
+    assert_eq!(stats.messages(), cases.len() as u64);
     assert_eq!(stats.with_rejections(), 3);
 
     let ctx = |tag: &str| &seen.iter().find(|(j, _)| j.tag == tag).unwrap().1;
@@ -301,7 +301,7 @@ async fn apalis_redis_thousand_distinct_contexts_consumed_concurrently() {
     let (seen, stats, done) = run_worker(conn, &queue, N).await;
     assert_eq!(seen.len(), N, "count in = count handled");
     assert_eq!(done, N, "every job marked done");
-    assert_eq!(stats.jobs(), N as u64);
+    assert_eq!(stats.messages(), N as u64);
     let mut handled = vec![false; N];
     for (job, ctx) in &seen {
         let i = job.i;

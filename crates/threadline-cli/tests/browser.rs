@@ -408,5 +408,5 @@ fn browser_chromium_order_form_to_journey_page_shows_three_lanes() {
         ),
         (1, 1, 1, 0)
     );
-    assert!(lines.iter().any(|l| l["service"] == "worker"));
+    assert!(lines.iter().any(|l| l["app"] == "worker"));
 }

@@ -246,7 +246,7 @@ fn binary_sigint_right_after_an_order_lets_the_job_finish_first() {
     let logs = common::json_lines(&lines.join("\n"));
     assert!(
         logs.iter().any(|l| l["correlation_id"] == cid.as_str()
-            && l["service"] == "worker"
+            && l["app"] == "worker"
             && l["message"] == "parcel packed and handed to the carrier"),
         "the in-flight job finished before the exit"
     );

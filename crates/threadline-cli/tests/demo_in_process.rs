@@ -130,7 +130,7 @@ fn untrusted_store_replaces_the_callers_ids_and_tenant() {
     let cid = sent.lock().unwrap().take().expect("ran");
     let first_store_line = lines
         .iter()
-        .find(|l| l["correlation_id"] == cid.as_str() && l["service"] == "store")
+        .find(|l| l["correlation_id"] == cid.as_str() && l["app"] == "store")
         .expect("a store line");
     assert!(
         first_store_line.get("tenant_id").is_none(),
@@ -291,7 +291,7 @@ fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
     assert!(
         lines
             .iter()
-            .any(|l| l["service"] == "warehouse" && l["level"] == "ERROR"),
+            .any(|l| l["app"] == "warehouse" && l["level"] == "ERROR"),
         "the warehouse logged the queue failure"
     );
 }

@@ -27,14 +27,21 @@
 //!
 //! # Consumer: the handler runs in the producer's context
 //!
+//! [`threadline::Restorer`] restores the context of `async_nats::Message`,
+//! `jetstream::Message` and bare header maps (this crate implements
+//! [`threadline::restore::Message`] for them). It is told whether the subject's
+//! publishers are trusted: only then are `trusted_only` headers (the tenant) and local
+//! fields (`user.id`) taken from the message.
+//!
 //! ```no_run
 //! use futures_util::StreamExt;
-//! use threadline::{Context, Policy};
-//! use threadline_nats::Restorer;
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = async_nats::connect("127.0.0.1:4222").await?;
-//! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?);
+//! // Only our own services may publish to `orders.>` (NATS permissions).
+//! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?)
+//!     .trust(Trust::Trusted);
 //! let mut orders = client.subscribe("orders.created").await?;
 //! while let Some(msg) = orders.next().await {
 //!     let task = restorer.handle(msg, |msg| async move {
@@ -49,7 +56,7 @@
 //! Without a network, the same round trip on a bare `HeaderMap`:
 //!
 //! ```
-//! use threadline::{Context, Policy, Trust};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
@@ -63,7 +70,7 @@
 //! assert_eq!(headers.get("x-correlation-id").unwrap().as_str(), "order-42");
 //! assert_eq!(headers.get("tl-field-user.id").unwrap().as_str(), "alice");
 //!
-//! threadline_nats::handle(&policy, headers, |_| async {
+//! Restorer::new(policy).trust(Trust::Trusted).handle(headers, |_| async {
 //!     let ctx = Context::current();
 //!     assert_eq!(ctx.correlation_id().unwrap().as_str(), "order-42");
 //!     assert_eq!(ctx.get("x-tenant-id"), Some("acme"));
@@ -95,7 +102,8 @@
 //! Extraction re-applies the policy's allow-list, validation and limits: a malformed
 //! `traceparent` starts a new trace, an invalid correlation id is replaced by a new
 //! one, an oversized or non-ASCII value is dropped; the rest of the context is kept.
-//! Each drop is listed in [`threadline::Report`] and counted by [`Restorer::stats`].
+//! Each drop is listed in [`threadline::Report`] and counted by
+//! [`threadline::Restorer::stats`].
 //! The handler always runs: a message is never dropped or redelivered because of its
 //! context. Nothing panics on header names or values NATS cannot carry: they are
 //! skipped on the way out.
@@ -118,7 +126,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `jetstream` | yes | [`JetStreamExt`] and [`NatsMessage`] for `jetstream::Message` |
+//! | `jetstream` | yes | [`JetStreamExt`], and `jetstream::Message` restored by [`threadline::Restorer`] |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -128,7 +136,7 @@ mod consume;
 mod publish;
 
 pub use carrier::{NatsHeaders, NatsHeadersMut};
-pub use consume::{NatsMessage, Restorer, Stats, extract, handle};
+pub use consume::Nats;
 #[cfg(feature = "jetstream")]
 pub use publish::JetStreamExt;
 pub use publish::{ClientExt, ContextHeaders, current_headers, inject, inject_current};

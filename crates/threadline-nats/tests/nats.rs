@@ -10,7 +10,8 @@ use async_nats::{Client, HeaderMap, HeaderName, HeaderValue};
 use futures_util::StreamExt;
 use threadline::codec::{SpanId, TraceId};
 use threadline::{Context, Policy};
-use threadline_nats::{ClientExt, JetStreamExt, Restorer};
+use threadline::{Restorer, Trust};
+use threadline_nats::{ClientExt, JetStreamExt};
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -93,7 +94,7 @@ async fn nats_core_publish_restores_context_in_handler() {
             .starts_with(&format!("00-{}-", inbound.trace_id))
     );
 
-    let restorer = Restorer::new(policy);
+    let restorer = Restorer::new(policy).trust(Trust::Trusted);
     let (consumer, payload) = restorer
         .handle(msg, |msg| async move { (Context::current(), msg.payload) })
         .await;
@@ -101,7 +102,7 @@ async fn nats_core_publish_restores_context_in_handler() {
     assert_continues(&consumer, &producer, &inbound, "alice");
     assert_eq!(restorer.stats().messages(), 1);
     assert_eq!(restorer.stats().with_rejections(), 0);
-    assert_eq!(restorer.stats().without_context(), 0);
+    assert_eq!(restorer.stats().fresh(), 0);
 }
 
 #[tokio::test]
@@ -113,7 +114,7 @@ async fn nats_request_reply_restores_context_in_responder() {
     let subject = unique("threadline.test.rpc");
     let mut sub = client.subscribe(subject.clone()).await.unwrap();
     client.flush().await.unwrap();
-    let restorer = Restorer::new(policy.clone());
+    let restorer = Restorer::new(policy.clone()).trust(Trust::Trusted);
     let responder = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -195,7 +196,7 @@ async fn nats_jetstream_publish_restores_context_in_handler() {
         .await
         .unwrap();
     let msg = timeout(WAIT, batch.next()).await.unwrap().unwrap().unwrap();
-    let restorer = Restorer::new(policy);
+    let restorer = Restorer::new(policy).trust(Trust::Trusted);
     let seen = restorer
         .handle(msg, |msg| async move {
             msg.double_ack().await.unwrap();
@@ -290,7 +291,7 @@ async fn nats_jetstream_missing_malformed_oversized_context_still_handled_and_ac
         })
         .await
         .unwrap();
-    let restorer = Restorer::new(policy());
+    let restorer = Restorer::new(policy()).trust(Trust::Trusted);
     let mut seen = Vec::new();
     let mut batch = consumer
         .fetch()
@@ -324,7 +325,9 @@ async fn nats_jetstream_missing_malformed_oversized_context_still_handled_and_ac
     assert_eq!(info.num_pending, 0, "nothing left to redeliver");
     let stats = restorer.stats();
     assert_eq!(stats.messages(), 5);
-    assert_eq!(stats.without_context(), 2);
+    // Fresh: no context (none, unrelated) or none usable (malformed ids, a duplicated
+    // traceparent); only `oversized` continues its producer's trace.
+    assert_eq!((stats.restored(), stats.fresh()), (1, 4));
     assert_eq!(stats.with_rejections(), 3);
 
     let ctx = |tag: &str| &seen.iter().find(|(t, _)| t == tag).unwrap().1;
@@ -397,7 +400,7 @@ async fn nats_thousand_distinct_contexts_consumed_concurrently() {
     }
     client.flush().await.unwrap();
 
-    let restorer = Restorer::new(policy);
+    let restorer = Restorer::new(policy).trust(Trust::Trusted);
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..N {
         let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
@@ -474,7 +477,7 @@ async fn nats_jetstream_thousand_distinct_contexts_consumed_concurrently_all_ack
         })
         .await
         .unwrap();
-    let restorer = Restorer::new(policy);
+    let restorer = Restorer::new(policy).trust(Trust::Trusted);
     let mut messages = consumer.messages().await.unwrap();
     let mut handlers = tokio::task::JoinSet::new();
     for _ in 0..N {
@@ -520,5 +523,5 @@ async fn nats_jetstream_thousand_distinct_contexts_consumed_concurrently_all_ack
     );
     assert_eq!(restorer.stats().messages(), N as u64);
     assert_eq!(restorer.stats().with_rejections(), 0);
-    assert_eq!(restorer.stats().without_context(), 0);
+    assert_eq!(restorer.stats().fresh(), 0);
 }

@@ -14,6 +14,7 @@ use threadline::{CarrierKind, CarrierValue, Extractor, Injector};
 pub const DEFAULT_PREFIX: &str = "tl:";
 
 /// The header name inside `key`, when `key` starts with `prefix` (ASCII case-insensitive).
+/// With an empty prefix every non-empty key is a header name.
 pub(crate) fn strip<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
     let n = prefix.len();
     (key.len() > n
@@ -22,27 +23,62 @@ pub(crate) fn strip<'k>(key: &'k str, prefix: &str) -> Option<&'k str> {
     .then(|| &key[n..])
 }
 
-/// Reads context from the fields of a received stream entry (`StreamId::map`).
+/// Reads context from the fields of a received stream entry.
 ///
 /// Only fields named `<prefix><header name>` are read: the payload fields beside them
 /// are never taken for context, whatever they are called. A field whose value is not
 /// UTF-8 text (an integer reply, a nested array, binary bytes) is handed to the policy
 /// as a value of the wrong type, which drops and reports it.
+///
+/// Read from the entry's field list as the server sent it ([`StreamFields::from_pairs`],
+/// what [`Entry`](crate::Entry) holds), a field that appears twice is two values — a
+/// duplicate the policy refuses. redis-rs's `StreamId::map` ([`StreamFields::new`])
+/// has already kept only one of them, so a duplicate cannot be seen there.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamFields<'a> {
-    map: &'a HashMap<String, Value>,
+    source: Source<'a>,
     prefix: &'a str,
 }
 
+/// Where the fields come from.
+#[derive(Clone, Copy, Debug)]
+enum Source<'a> {
+    Map(&'a HashMap<String, Value>),
+    Pairs(&'a [(String, Value)]),
+}
+
+impl<'a> Source<'a> {
+    fn iter(self) -> impl Iterator<Item = (&'a String, &'a Value)> {
+        let (map, pairs) = match self {
+            Source::Map(m) => (Some(m), None),
+            Source::Pairs(p) => (None, Some(p)),
+        };
+        map.into_iter()
+            .flatten()
+            .chain(pairs.into_iter().flatten().map(|(k, v)| (k, v)))
+    }
+}
+
 impl<'a> StreamFields<'a> {
-    /// Reads the fields under [`DEFAULT_PREFIX`].
+    /// Reads the fields of a field map (`StreamId::map`) under [`DEFAULT_PREFIX`].
     pub fn new(map: &'a HashMap<String, Value>) -> Self {
         Self::with_prefix(map, DEFAULT_PREFIX)
     }
 
-    /// Reads the fields under `prefix`.
+    /// Reads the fields of a field map under `prefix` (`""`: plain header names).
     pub fn with_prefix(map: &'a HashMap<String, Value>, prefix: &'a str) -> Self {
-        StreamFields { map, prefix }
+        StreamFields {
+            source: Source::Map(map),
+            prefix,
+        }
+    }
+
+    /// Reads an entry's fields in the order the server sent them, under `prefix`.
+    pub fn from_pairs(pairs: &'a [(String, Value)], prefix: &'a str) -> Self {
+        StreamFields {
+            source: Source::Pairs(pairs),
+            prefix,
+        }
     }
 
     /// Whether any field carries context.
@@ -73,7 +109,7 @@ impl<'m> Extractor for StreamFields<'m> {
     ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, 'm> {
         let name = name.as_str();
         let mut out: SmallVec<[CarrierValue<'a>; 1]> = SmallVec::new();
-        for (k, v) in self.map {
+        for (k, v) in self.source.iter() {
             if strip(k, self.prefix).is_some_and(|h| h.eq_ignore_ascii_case(name)) {
                 out.push(text(v));
             }
@@ -82,7 +118,10 @@ impl<'m> Extractor for StreamFields<'m> {
     }
 
     fn keys(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().filter_map(|k| strip(k, self.prefix))
+        let prefix = self.prefix;
+        self.source
+            .iter()
+            .filter_map(move |(k, _)| strip(k, prefix))
     }
 }
 

@@ -25,19 +25,27 @@
 //!
 //! # Consumer: the handler runs in the producer's context
 //!
+//! [`threadline::Restorer`] restores the context of stream entries: read them as
+//! [`Entry`] ([`ReadReply`] for `XREADGROUP`), which keeps the fields as the server sent
+//! them (redis-rs's `StreamId` works too). The restorer is told whether the stream's
+//! producers are trusted: only then are `trusted_only` headers (the tenant) and local
+//! fields (`user.id`) taken from the entry.
+//!
 //! ```no_run
 //! use redis::AsyncCommands;
-//! use redis::streams::{StreamReadOptions, StreamReadReply};
-//! use threadline::{Context, Policy};
-//! use threadline_redis::Restorer;
+//! use redis::streams::StreamReadOptions;
+//! use threadline::{Context, Policy, Restorer, Trust};
+//! use threadline_redis::ReadReply;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let client = redis::Client::open("redis://127.0.0.1:6379")?;
 //! # let mut con = client.get_multiplexed_async_connection().await?;
-//! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?);
+//! // Only our own services may write to `jobs` (Redis ACLs).
+//! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?)
+//!     .trust(Trust::Trusted);
 //! let opts = StreamReadOptions::default().group("workers", "worker-1").count(10);
-//! let reply: StreamReadReply = con.xread_options(&["jobs"], &[">"], &opts).await?;
-//! for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+//! let reply: ReadReply = con.xread_options(&["jobs"], &[">"], &opts).await?;
+//! for (_stream, entry) in reply.into_entries() {
 //!     let mut con = con.clone();
 //!     restorer.handle(entry, |entry| async move {
 //!         let ctx = Context::current(); // same correlation id and trace id, tenant, user.id
@@ -53,7 +61,7 @@
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use threadline::{Context, Policy, Trust};
+//! use threadline::{Context, Policy, Restorer, Trust};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let policy = Policy::builder().header("x-tenant-id").build().unwrap();
@@ -71,7 +79,7 @@
 //! assert!(entry.contains_key("tl:traceparent"));
 //! assert!(entry.contains_key("tl:tl-field-user.id"));
 //!
-//! threadline_redis::handle(&policy, &entry, |_| async {
+//! Restorer::new(policy).trust(Trust::Trusted).handle(&entry, |_| async {
 //!     let ctx = Context::current();
 //!     assert_eq!(ctx.correlation_id().unwrap().as_str(), "order-42");
 //!     assert_eq!(ctx.get("x-tenant-id"), Some("acme"));
@@ -99,16 +107,20 @@
 //! carry. The payload fields beside them are yours, whatever their names: only
 //! `tl:`-prefixed fields are read as context (a `:` never appears in a header name, so
 //! the prefix cannot be confused with one). The prefix can be changed with
-//! [`inject_with_prefix`] and [`Restorer::with_prefix`]; reading is case-insensitive.
+//! [`inject_with_prefix`] and, on the way in, [`Entry::with_prefix`] ([`WithPrefix`]);
+//! `""` reads a producer in another language that writes plain header names
+//! (`traceparent`, `x-correlation-id`). Reading is case-insensitive.
 //!
 //! # Bad input
 //!
 //! Extraction re-applies the policy's allow-list, validation and limits: a malformed
 //! `traceparent` starts a new trace, an invalid correlation id is replaced by a new
 //! one, an oversized, non-ASCII or non-text (integer, binary) value is dropped; the
-//! rest of the context is kept. Each drop is listed in [`threadline::Report`] and
-//! counted by [`Restorer::stats`]. The handler always runs: an entry never stays
-//! pending because of its context.
+//! rest of the context is kept. A context field written twice into one entry is a
+//! duplicate, refused like a repeated HTTP header (seen when entries are read as
+//! [`Entry`]; `StreamId`'s map keeps only one of them). Each drop is listed in
+//! [`threadline::Report`] and counted by [`threadline::Restorer::stats`]. The handler
+//! always runs: an entry never stays pending because of its context.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -118,7 +130,7 @@ mod consume;
 mod publish;
 
 pub use carrier::{CmdFields, DEFAULT_PREFIX, FieldList, StreamFields};
-pub use consume::{Restorer, Stats, StreamEntry, extract, handle};
+pub use consume::{Entry, ReadReply, Redis, StreamEntries, StreamEntry, WithPrefix};
 pub use publish::{
     StreamsExt, current_fields, inject, inject_fields, inject_with_prefix, xadd_cmd,
 };

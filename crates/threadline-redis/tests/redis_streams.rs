@@ -9,7 +9,8 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use threadline::codec::{SpanId, TraceId};
 use threadline::{Context, Policy};
-use threadline_redis::{Restorer, StreamsExt};
+use threadline::{Restorer, Trust};
+use threadline_redis::StreamsExt;
 use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -93,7 +94,7 @@ async fn redis_stream_xadd_restores_context_in_handler() {
             .starts_with(&format!("00-{}-", inbound.trace_id))
     );
 
-    let restorer = Restorer::new(policy);
+    let restorer = Restorer::new(policy).trust(Trust::Trusted);
     let consumer = restorer
         .handle(entry, |entry| {
             let mut con = con.clone();
@@ -183,7 +184,7 @@ async fn redis_stream_missing_malformed_oversized_context_still_handled_and_acke
         let _: String = con.xadd(&key, "*", &items).await.unwrap();
     }
 
-    let restorer = Restorer::new(policy());
+    let restorer = Restorer::new(policy()).trust(Trust::Trusted);
     let mut seen: Vec<(String, Context)> = Vec::new();
     while seen.len() < cases.len() {
         let entries = read_group(&mut con, &key, 10).await;
@@ -209,7 +210,8 @@ async fn redis_stream_missing_malformed_oversized_context_still_handled_and_acke
     assert_eq!(pending.count(), 0, "every entry acknowledged");
     let stats = restorer.stats();
     assert_eq!(stats.messages(), 5);
-    assert_eq!(stats.without_context(), 2);
+    // Fresh: no context fields (none, user fields) or none usable (malformed).
+    assert_eq!((stats.restored(), stats.fresh()), (2, 3));
     assert_eq!(stats.with_rejections(), 3);
 
     let ctx = |tag: &str| &seen.iter().find(|(t, _)| t == tag).unwrap().1;
@@ -279,7 +281,7 @@ async fn redis_stream_thousand_distinct_contexts_consumed_concurrently() {
         r.unwrap();
     }
 
-    let restorer = Restorer::new(policy);
+    let restorer = Restorer::new(policy).trust(Trust::Trusted);
     let mut consumers = tokio::task::JoinSet::new();
     let mut read = 0;
     while read < N {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use common::{Capture, block_on, logfmt, request, runtime};
 use serde_json::Value;
 use threadline::json::{JsonCarrier, JsonCarrierMut};
-use threadline::{Context, FieldValue};
+use threadline::{Context, FieldValue, Trust};
 use threadline_tracing::{ContextFields, ContextFormat};
 use tracing::Dispatch;
 use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
@@ -45,11 +45,13 @@ async fn handler() -> (String, String) {
     ctx.inject(&mut headers);
     // Consumers run outside the request's scope, in tasks of their own.
     tokio::spawn(async move {
-        let restored = common::policy().extract(&JsonCarrier::new(&job)).context;
+        let restored = common::policy()
+            .capture(&JsonCarrier::new(&job), Trust::Trusted)
+            .context;
         restored
             .scope(async { tracing::info!(step = "consumer.json", "job consumed") })
             .await;
-        let restored = common::policy().extract(&headers).context;
+        let restored = common::policy().capture(&headers, Trust::Trusted).context;
         restored
             .scope(async { tracing::info!(step = "consumer.headers", "message consumed") })
             .await;

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use common::{Capture, logfmt, policy};
 use serde_json::{Value, json};
+use threadline::Trust;
 use threadline::json::JsonCarrier;
 use threadline_tracing::sanitize::{LineKind, sanitize_line, write_json_string, write_text_value};
 use threadline_tracing::{ContextFields, ContextFormat};
@@ -105,12 +106,12 @@ fn header_values_with_crlf_are_rejected_at_capture_and_never_reach_a_line() {
 
     for (name, out, dispatch) in subscribers() {
         tracing::dispatcher::with_default(&dispatch, || {
-            let captured = policy().extract(&JsonCarrier::new(job));
+            let captured = policy().capture(&JsonCarrier::new(job), Trust::Trusted);
             assert_eq!(captured.report.len(), 2, "both values rejected");
             captured
                 .context
                 .sync_scope(|| tracing::info!("from the envelope"));
-            let captured = policy().extract(&headers);
+            let captured = policy().capture(&headers, Trust::Trusted);
             assert_eq!(captured.report.len(), 2, "both values rejected");
             captured
                 .context

@@ -112,6 +112,31 @@ pub trait Injector {
     }
 }
 
+impl<'b, E: Extractor + ?Sized> Extractor for &'b E {
+    fn kind(&self) -> CarrierKind {
+        (**self).kind()
+    }
+
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, 'b, E> {
+        (**self).get_all(name)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        (**self).keys()
+    }
+
+    fn entries(&self) -> Option<impl Iterator<Item = (&HeaderName, CarrierValue<'_>)>> {
+        (**self).entries()
+    }
+
+    fn is_malformed(&self) -> bool {
+        (**self).is_malformed()
+    }
+}
+
 impl Extractor for HeaderMap {
     fn kind(&self) -> CarrierKind {
         CarrierKind::Http
@@ -199,18 +224,26 @@ impl<M: std::ops::DerefMut<Target = HeaderMap>> Injector for MessageHeaders<M> {
     }
 }
 
-/// Looks `name` up in a string map: exact (lower-case) key first, then any casing.
-fn lookup<'a, I>(exact: Option<&'a String>, all: I, name: &str) -> Option<CarrierValue<'a>>
+/// Every value under `name` in a string map: the exact (lower-case) key first, then any
+/// other key equal to it ignoring case. Two keys that differ only in case are two
+/// values (a duplicate), never one picked silently.
+fn lookup<'a, I>(
+    exact: Option<&'a String>,
+    all: I,
+    name: &str,
+) -> smallvec::SmallVec<[CarrierValue<'a>; 1]>
 where
     I: IntoIterator<Item = (&'a String, &'a String)>,
 {
-    exact
-        .or_else(|| {
-            all.into_iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
-        .map(|v| CarrierValue::Text(v.as_str()))
+    let mut out: smallvec::SmallVec<[CarrierValue<'a>; 1]> = smallvec::SmallVec::new();
+    out.extend(exact.map(|v| CarrierValue::Text(v.as_str())));
+    out.extend(
+        all.into_iter()
+            .filter(|(k, _)| k.len() == name.len() && k.as_str() != name)
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| CarrierValue::Text(v.as_str())),
+    );
+    out
 }
 
 impl<S: BuildHasher> Extractor for HashMap<String, String, S> {

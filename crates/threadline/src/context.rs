@@ -14,6 +14,29 @@ use crate::policy::Policy;
 /// Longest field value kept by [`Context::with_field`], in bytes.
 pub const MAX_FIELD_BYTES: usize = 4096;
 
+/// Longest local field name, in bytes.
+pub const MAX_FIELD_NAME_BYTES: usize = 64;
+
+/// Whether `name` can be a local field: a non-empty RFC 7230 token of at most
+/// [`MAX_FIELD_NAME_BYTES`] bytes that is not reserved for log formats.
+pub(crate) fn is_valid_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_FIELD_NAME_BYTES
+        && name.bytes().all(crate::codec::is_tchar)
+        && !names::is_reserved_field(name)
+}
+
+/// Where a context's correlation id came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdOrigin {
+    /// Sent by the caller (or the message's producer) and accepted by the policy, under
+    /// the correlation header or one of the names in `also_accept`.
+    Received,
+    /// Minted on this hop: none was sent, or the one sent was refused.
+    Minted,
+}
+
 /// Which header a captured value belongs to: a rule of the context's policy (by index,
 /// so that capturing clones no header name), or a name met in "capture all" mode (boxed:
 /// rare, and it keeps every captured header, and so the context, small).
@@ -35,8 +58,10 @@ pub(crate) struct Header {
 pub struct FieldValue(Arc<str>);
 
 impl FieldValue {
-    /// Makes a field value. Control characters (newlines included) are replaced by
-    /// U+FFFD so that a value can never forge a log line, and values longer than
+    /// Makes a field value. Control characters (newlines included) and invisible
+    /// format characters (bidirectional overrides, zero-width characters: see
+    /// [`is_invisible`](crate::codec::is_invisible)) are replaced by U+FFFD so that a
+    /// value can never forge a log line or disguise itself, and values longer than
     /// [`MAX_FIELD_BYTES`] are cut at a character boundary.
     pub fn new(value: &str) -> Self {
         let mut end = value.len().min(MAX_FIELD_BYTES);
@@ -44,10 +69,16 @@ impl FieldValue {
             end -= 1;
         }
         let value = &value[..end];
-        if value.chars().any(char::is_control) {
+        if value.chars().any(crate::codec::is_invisible) {
             let clean: String = value
                 .chars()
-                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .map(|c| {
+                    if crate::codec::is_invisible(c) {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             FieldValue(clean.into())
         } else {
@@ -209,6 +240,7 @@ impl TraceContext {
 pub(crate) struct Inner {
     pub(crate) policy: Policy,
     pub(crate) correlation_id: Option<CorrelationId>,
+    pub(crate) id_origin: IdOrigin,
     pub(crate) trace: Option<TraceContext>,
     pub(crate) baggage: Option<Baggage>,
     pub(crate) headers: SmallVec<[Header; 4]>,
@@ -273,6 +305,7 @@ impl Context {
                 Context::from_inner(Inner {
                     policy: Policy::default(),
                     correlation_id: None,
+                    id_origin: IdOrigin::Minted,
                     trace: None,
                     baggage: None,
                     headers: SmallVec::new(),
@@ -300,6 +333,27 @@ impl Context {
     /// The correlation id.
     pub fn correlation_id(&self) -> Option<&CorrelationId> {
         self.inner.correlation_id.as_ref()
+    }
+
+    /// Whether the correlation id was received from upstream (and accepted) or minted
+    /// on this hop; `None` when the context has none.
+    ///
+    /// ```
+    /// use threadline::{IdOrigin, Policy, Trust};
+    ///
+    /// let policy = Policy::builder().also_accept("x-request-id").build().unwrap();
+    /// let mut req = http::HeaderMap::new();
+    /// req.insert("x-request-id", "req-7".parse().unwrap());
+    /// let ctx = policy.capture(&req, Trust::Trusted).context;
+    /// assert_eq!(ctx.correlation_id_origin(), Some(IdOrigin::Received));
+    /// let fresh = policy.capture(&http::HeaderMap::new(), Trust::Trusted).context;
+    /// assert_eq!(fresh.correlation_id_origin(), Some(IdOrigin::Minted));
+    /// ```
+    pub fn correlation_id_origin(&self) -> Option<IdOrigin> {
+        self.inner
+            .correlation_id
+            .as_ref()
+            .map(|_| self.inner.id_origin)
     }
 
     /// The trace context of this hop.
@@ -359,16 +413,18 @@ impl Context {
 
     /// A new snapshot with `name` set to `value` (replacing an earlier value).
     ///
-    /// Names must be non-empty RFC 7230 tokens (`user.id`, `organisation_id`): they
-    /// travel as message keys. An invalid name leaves the context unchanged and
-    /// answers `Err`.
+    /// Names must be non-empty RFC 7230 tokens of at most [`MAX_FIELD_NAME_BYTES`]
+    /// bytes (`user.id`, `organisation_id`): they travel as message keys. Names that log
+    /// formats own ([`RESERVED_FIELDS`](crate::names::RESERVED_FIELDS): `level`,
+    /// `message`, `correlation_id`, `service`, …) are refused from every source. An
+    /// invalid name leaves the context unchanged and answers `Err`.
     pub fn try_with_field(
         &self,
         name: impl Into<Cow<'static, str>>,
         value: impl Into<FieldValue>,
     ) -> Result<Context, InvalidFieldName> {
         let name = name.into();
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(crate::codec::is_tchar) {
+        if !is_valid_field_name(&name) {
             return Err(InvalidFieldName(()));
         }
         let mut inner = (*self.inner).clone();
@@ -485,7 +541,8 @@ impl fmt::Display for InvalidHeader {
 
 impl std::error::Error for InvalidHeader {}
 
-/// A field name that is not a non-empty RFC 7230 token of at most 64 bytes.
+/// A field name that is not a non-empty RFC 7230 token of at most 64 bytes, or one
+/// reserved for log formats ([`RESERVED_FIELDS`](crate::names::RESERVED_FIELDS)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InvalidFieldName(());
 
@@ -497,7 +554,10 @@ impl InvalidFieldName {
 
 impl fmt::Display for InvalidFieldName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("field names must be RFC 7230 tokens of 1 to 64 bytes (like `user.id`)")
+        f.write_str(
+            "field names must be RFC 7230 tokens of 1 to 64 bytes (like `user.id`), and not \
+             a name log formats own (level, message, correlation_id, service, ...)",
+        )
     }
 }
 

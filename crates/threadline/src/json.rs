@@ -17,7 +17,7 @@
 //! assert_eq!(job["_http_headers"]["x-correlation-id"], "order-42");
 //! assert_eq!(job["order"], 42);
 //!
-//! let restored = policy.extract(&JsonCarrier::new(&job)).context;
+//! let restored = policy.capture(&JsonCarrier::new(&job), Trust::Trusted).context;
 //! assert_eq!(restored.correlation_id().unwrap().as_str(), "order-42");
 //! assert_eq!(restored.get("x-tenant-id"), Some("acme"));
 //! ```
@@ -47,7 +47,13 @@ impl<'a> JsonCarrier<'a> {
 
     /// Reads the context under `key`.
     pub fn with_key(map: &'a Map<String, Value>, key: &str) -> Self {
-        match map.get(key) {
+        Self::from_value(map.get(key))
+    }
+
+    /// Reads the context from the value that sat under the envelope's key (`None`:
+    /// the key was absent).
+    pub fn from_value(value: Option<&'a Value>) -> Self {
+        match value {
             None | Some(Value::Null) => JsonCarrier {
                 inner: None,
                 malformed: false,
@@ -63,13 +69,21 @@ impl<'a> JsonCarrier<'a> {
         }
     }
 
-    fn find(&self, name: &str) -> Option<&'a Value> {
-        let o = self.inner?;
-        o.get(name).or_else(|| {
-            o.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
+    /// Every value under `name`, matched ignoring case: two keys that differ only in
+    /// case (`traceparent` and `Traceparent`) are two values, a duplicate, never one
+    /// picked silently.
+    fn find<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a Value> + use<'a, 'n> {
+        self.inner
+            .into_iter()
+            .flat_map(move |o| {
+                let exact = o.get_key_value(name);
+                let others = o
+                    .iter()
+                    .filter(move |(k, _)| k.len() == name.len() && k.as_str() != name)
+                    .filter(move |(k, _)| k.eq_ignore_ascii_case(name));
+                exact.into_iter().chain(others)
+            })
+            .map(|(_, v)| v)
     }
 }
 
@@ -83,14 +97,15 @@ impl<'j> Extractor for JsonCarrier<'j> {
         name: &HeaderName,
     ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, 'j> {
         let mut out: SmallVec<[CarrierValue<'_>; 2]> = SmallVec::new();
-        match self.find(name.as_str()) {
-            None => {}
-            Some(Value::String(s)) => out.push(CarrierValue::Text(s)),
-            Some(Value::Array(items)) => out.extend(items.iter().map(|v| match v {
-                Value::String(s) => CarrierValue::Text(s),
-                _ => CarrierValue::Invalid,
-            })),
-            Some(_) => out.push(CarrierValue::Invalid),
+        for v in self.find(name.as_str()) {
+            match v {
+                Value::String(s) => out.push(CarrierValue::Text(s)),
+                Value::Array(items) => out.extend(items.iter().map(|v| match v {
+                    Value::String(s) => CarrierValue::Text(s),
+                    _ => CarrierValue::Invalid,
+                })),
+                _ => out.push(CarrierValue::Invalid),
+            }
         }
         out.into_iter()
     }
@@ -171,7 +186,8 @@ mod envelope {
     use serde_json::{Map, Value};
 
     use super::{DEFAULT_KEY, JsonCarrier, JsonCarrierMut};
-    use crate::{Captured, Context, Policy};
+    use crate::restore::{Core, Message};
+    use crate::{Captured, Context, Policy, Restorer};
 
     /// A typed payload with the context under one key, for queues that only carry a
     /// JSON body (a Postgres job table, SQS, Pub/Sub-style HTTP pushes).
@@ -186,7 +202,7 @@ mod envelope {
     /// ```
     /// use serde::{Deserialize, Serialize};
     /// use threadline::json::Envelope;
-    /// use threadline::{Context, Policy, Trust};
+    /// use threadline::{Context, Policy, Restorer, Trust};
     ///
     /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
     /// struct SendInvoice { order: u64 }
@@ -209,8 +225,10 @@ mod envelope {
     /// assert_eq!(raw["_http_headers"]["tl-field-user.id"], "alice");
     ///
     /// // Consumer: the payload and the restored context.
+    /// // Our own job queue: only our services write to it.
+    /// let restorer = Restorer::new(policy).trust(Trust::Trusted);
     /// let envelope: Envelope<SendInvoice> = serde_json::from_str(&body).unwrap();
-    /// let (job, captured) = envelope.into_parts(&policy);
+    /// let (job, captured) = envelope.into_parts(&restorer);
     /// assert_eq!(job, SendInvoice { order: 42 });
     /// assert!(captured.report.is_empty());
     /// let ctx = captured.context;
@@ -239,9 +257,9 @@ mod envelope {
     /// deserialises the rest as `T`; use [`Envelope::seed`] or
     /// [`Envelope::from_value_with_key`] for another key. Whatever sits under the key
     /// is kept as it came: a broken context never fails the payload's
-    /// deserialisation. It is judged by the [`Policy`] in [`Envelope::into_parts`] /
-    /// [`Envelope::context`], like [`JsonCarrier`] with
-    /// [`Policy::extract`]: a missing or `null` key means a fresh context (new
+    /// deserialisation. It is judged by a [`Restorer`] (its policy and the trust it
+    /// gives the queue) in [`Envelope::into_parts`] / [`Envelope::context`], like
+    /// [`JsonCarrier`] with [`Policy::capture`]: a missing or `null` key means a fresh context (new
     /// correlation id, new trace); a key holding a string, number or array is counted
     /// as a broken envelope and also means a fresh context; values of the wrong type,
     /// oversized or invalid ones are dropped and counted while the valid part is kept.
@@ -328,25 +346,29 @@ mod envelope {
             self.context.as_ref()
         }
 
-        fn carrier_map(&self) -> Map<String, Value> {
-            let mut map = Map::new();
-            if let Some(v) = &self.context {
-                map.insert(self.key.clone().into_owned(), v.clone());
-            }
-            map
-        }
-
-        /// Restores the context through `policy` (see [`Policy::extract`]): allow-list,
-        /// validation and limits apply, what is dropped is listed in the report; a
-        /// missing or broken key gives a fresh context. Never fails.
-        pub fn context(&self, policy: &Policy) -> Captured {
-            policy.extract(&JsonCarrier::with_key(&self.carrier_map(), &self.key))
+        /// Restores the context through `restorer` (its policy, and the trust it gives
+        /// the queue): allow-list, validation and limits apply, what is dropped is
+        /// listed in the report; a missing or broken key gives a fresh context. Never
+        /// fails.
+        pub fn context(&self, restorer: &Restorer) -> Captured {
+            restorer.restore(self)
         }
 
         /// The payload and the restored context (see [`Envelope::context`]).
-        pub fn into_parts(self, policy: &Policy) -> (T, Captured) {
-            let captured = self.context(policy);
+        pub fn into_parts(self, restorer: &Restorer) -> (T, Captured) {
+            let captured = self.context(restorer);
             (self.payload, captured)
+        }
+    }
+
+    impl<T> Message<Core> for Envelope<T> {
+        type Carrier<'a>
+            = JsonCarrier<'a>
+        where
+            T: 'a;
+
+        fn carrier<'a>(&'a self, _: &'a Policy) -> Option<JsonCarrier<'a>> {
+            Some(JsonCarrier::from_value(self.context.as_ref()))
         }
     }
 
@@ -356,13 +378,13 @@ mod envelope {
         /// ```
         /// use serde::de::DeserializeSeed;
         /// use threadline::json::Envelope;
-        /// use threadline::Policy;
+        /// use threadline::{Policy, Restorer};
         ///
         /// let body = r#"{"order": 7, "ctx": {"x-correlation-id": "job-7"}}"#;
         /// let mut de = serde_json::Deserializer::from_str(body);
         /// let envelope = Envelope::<serde_json::Value>::seed("ctx").deserialize(&mut de).unwrap();
         /// assert_eq!(envelope.payload(), &serde_json::json!({"order": 7}));
-        /// let ctx = envelope.context(&Policy::default()).context;
+        /// let ctx = envelope.context(&Restorer::new(Policy::default())).context;
         /// assert_eq!(ctx.correlation_id().unwrap().as_str(), "job-7");
         /// ```
         pub fn seed(key: impl Into<Cow<'static, str>>) -> EnvelopeSeed<T> {

@@ -75,11 +75,12 @@ pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders
 #[cfg(feature = "serde")]
 pub use config::{ConfigError, PolicyConfig};
 pub use context::{
-    Context, FieldValue, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES, TraceContext,
+    Context, FieldValue, IdOrigin, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES,
+    MAX_FIELD_NAME_BYTES, TraceContext,
 };
 pub use policy::{
     B3Emit, CREDENTIALS, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy, PolicyBuilder,
-    PolicyError, Trust, Validator,
+    PolicyError, Trust, UntrustedBaggage, Validator,
 };
 pub use restore::{Restorer, Stats as RestoreStats};
 pub use scope::{

@@ -30,6 +30,56 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Name used in reports for a broken envelope.
 pub(crate) const ENVELOPE: HeaderName = HeaderName::from_static("_http_headers");
 
+/// Names a local field can never take, from any source (a carrier, [`bind`](crate::bind),
+/// [`Context::try_with_field`](crate::Context::try_with_field)): the members log formats
+/// write themselves (tracing-subscriber's JSON, ECS, Datadog, OpenTelemetry logs) and
+/// the context's own fields under their usual names. A field under one of them would
+/// put a second `level` or `correlation_id` on a log line, and readers of JSON keep the
+/// last one. Compared ignoring ASCII case.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "level",
+    "message",
+    "msg",
+    "timestamp",
+    "time",
+    "target",
+    "fields",
+    "span",
+    "spans",
+    "threadname",
+    "threadid",
+    "thread_name",
+    "thread_id",
+    "filename",
+    "line_number",
+    "module_path",
+    "severity",
+    "severity_text",
+    "body",
+    "status",
+    "log.level",
+    "log.logger",
+    "service",
+    "service.name",
+    "correlation_id",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "trace_flags",
+    "trace_sampled",
+    "sampled",
+    "trace.id",
+    "span.id",
+    "dd.trace_id",
+    "dd.span_id",
+];
+
+/// Whether a local field name is one of [`RESERVED_FIELDS`].
+pub fn is_reserved_field(name: &str) -> bool {
+    RESERVED_FIELDS.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 /// Names handled by the trace-context, baggage and B3 settings.
 pub(crate) fn is_reserved(name: &HeaderName) -> bool {
     [

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use threadline::codec::{SpanId, TraceId};
 use threadline::json::{DEFAULT_KEY, Envelope};
-use threadline::{Context, Policy, Reason, Trust};
+use threadline::{Context, Policy, Reason, Restorer, Trust};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
 struct Job {
@@ -63,7 +63,8 @@ fn round_trip_through_to_string_and_from_str() {
     let envelope: Envelope<Job> = serde_json::from_str(&text).unwrap();
     assert_eq!(envelope.key(), DEFAULT_KEY);
     assert_eq!(envelope.raw_context(), Some(headers));
-    let (payload, captured) = envelope.into_parts(&policy);
+    let (payload, captured) =
+        envelope.into_parts(&Restorer::new(policy.clone()).trust(Trust::Trusted));
     assert_eq!(payload, job());
     assert!(captured.report.is_empty(), "{:?}", captured.report);
     let restored = captured.context;
@@ -113,7 +114,8 @@ fn missing_or_null_key_means_a_fresh_context() {
         json!({"order": 1, "note": "n", "_http_headers": {}}),
     ] {
         let envelope: Envelope<Job> = serde_json::from_value(body.clone()).unwrap();
-        let (payload, captured) = envelope.into_parts(&policy);
+        let (payload, captured) =
+            envelope.into_parts(&Restorer::new(policy.clone()).trust(Trust::Trusted));
         assert_eq!(payload.order, 1, "{body}");
         assert!(captured.report.is_empty(), "{body}: nothing to report");
         let c = captured.context;
@@ -138,7 +140,8 @@ fn key_holding_a_string_number_or_array_is_counted_and_gives_a_fresh_context() {
         let text = serde_json::to_string(&body).unwrap();
         let envelope: Envelope<Job> = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{reason}: the payload must still deserialise: {e}"));
-        let (payload, captured) = envelope.into_parts(&policy);
+        let (payload, captured) =
+            envelope.into_parts(&Restorer::new(policy.clone()).trust(Trust::Trusted));
         assert_eq!(payload.order, 5, "{reason}");
         assert_eq!(
             captured.report.len(),
@@ -167,7 +170,7 @@ fn wrong_types_inside_are_dropped_and_the_valid_part_kept() {
         "tl-field-role": null,
     }});
     let envelope: Envelope<Job> = serde_json::from_value(body).unwrap();
-    let (_, captured) = envelope.into_parts(&policy);
+    let (_, captured) = envelope.into_parts(&Restorer::new(policy.clone()).trust(Trust::Trusted));
     let mut names: Vec<_> = captured
         .report
         .iter()
@@ -208,7 +211,8 @@ fn oversized_values_are_dropped_and_counted() {
         "traceparent": "00-not-a-trace-01",
     }});
     let envelope: Envelope<Job> = serde_json::from_value(body).unwrap();
-    let (payload, captured) = envelope.into_parts(&policy);
+    let (payload, captured) =
+        envelope.into_parts(&Restorer::new(policy.clone()).trust(Trust::Trusted));
     assert_eq!(payload.order, 7);
     let reasons: BTreeMap<_, _> = captured
         .report
@@ -236,7 +240,8 @@ fn custom_key_round_trip_and_the_default_key_ignored() {
 
     let envelope = Envelope::<Job>::from_value_with_key(value.clone(), "meta").unwrap();
     assert_eq!(envelope.key(), "meta");
-    let (payload, captured) = envelope.into_parts(&policy);
+    let (payload, captured) =
+        envelope.into_parts(&Restorer::new(policy.clone()).trust(Trust::Trusted));
     assert_eq!(payload, job());
     assert_eq!(captured.context.get("x-tenant-id"), Some("acme"));
     assert_eq!(captured.context.trace_id(), ctx.trace_id());
@@ -295,7 +300,7 @@ fn unknown_fields_denied_by_the_payload_do_not_include_the_key() {
     }
     let body = r#"{"order": 3, "_http_headers": {"x-correlation-id": "strict-3"}}"#;
     let envelope: Envelope<Strict> = serde_json::from_str(body).unwrap();
-    let (payload, captured) = envelope.into_parts(&Policy::default());
+    let (payload, captured) = envelope.into_parts(&Restorer::new(Policy::default()));
     assert_eq!(payload.order, 3);
     assert_eq!(
         captured.context.correlation_id().unwrap().as_str(),

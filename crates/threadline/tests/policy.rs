@@ -523,7 +523,7 @@ fn local_fields_travel_with_messages_not_http() {
     assert_eq!(msg["tl-field-organisation.id"], "42");
     assert_eq!(msg["x-tenant-id"], "acme");
 
-    let restored = p.extract(&msg).context;
+    let restored = p.capture(&msg, Trust::Trusted).context;
     assert_eq!(restored.field("user.id"), Some("jürgen, the admin"));
     assert_eq!(restored.field("organisation.id"), Some("42"));
     assert_eq!(restored.correlation_id(), ctx.correlation_id());
@@ -537,7 +537,7 @@ fn local_fields_travel_with_messages_not_http() {
     let mut tree: BTreeMap<String, String> = BTreeMap::new();
     ctx.inject(&mut tree);
     assert_eq!(
-        p.extract(&tree).context.field("user.id"),
+        p.capture(&tree, Trust::Trusted).context.field("user.id"),
         Some("jürgen, the admin")
     );
 
@@ -548,7 +548,7 @@ fn local_fields_travel_with_messages_not_http() {
         "a HeaderMap marked as a message carries fields"
     );
     assert_eq!(
-        p.extract(&MessageHeaders(&pushed))
+        p.capture(&MessageHeaders(&pushed), Trust::Trusted)
             .context
             .field("organisation.id"),
         Some("42")
@@ -590,7 +590,7 @@ fn map_carriers_are_case_insensitive_and_untrusted_input() {
     m.insert("TraceParent".into(), TP.into());
     m.insert("x-correlation-id".into(), "evil\r\nid".into());
     m.insert("tl-field-user.id".into(), "x".repeat(5000));
-    let c = p.extract(&m);
+    let c = p.capture(&m, Trust::Trusted);
     assert_eq!(c.context.get("x-tenant-id"), Some("acme"));
     assert_eq!(c.context.trace_id().unwrap().to_string(), TID);
     assert_ne!(c.context.correlation_id().unwrap().as_str(), "evil\r\nid");
@@ -627,7 +627,9 @@ fn json_envelope_round_trip_and_broken_envelopes() {
     assert_eq!(job["_http_headers"]["tl-field-user.id"], "alice");
     let text = serde_json::to_string(&job).unwrap();
     let parsed: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
-    let back = p.extract(&JsonCarrier::new(&parsed)).context;
+    let back = p
+        .capture(&JsonCarrier::new(&parsed), Trust::Trusted)
+        .context;
     assert_eq!(back.get("x-tenant-id"), Some("acme"));
     assert_eq!(back.field("user.id"), Some("alice"));
     assert_eq!(back.trace_id().unwrap().to_string(), TID);
@@ -636,7 +638,7 @@ fn json_envelope_round_trip_and_broken_envelopes() {
     ctx.inject(&mut JsonCarrierMut::with_key(&mut custom, "meta"));
     assert!(custom["meta"].is_object());
     assert_eq!(
-        p.extract(&JsonCarrier::with_key(&custom, "meta"))
+        p.capture(&JsonCarrier::with_key(&custom, "meta"), Trust::Trusted)
             .context
             .get("x-tenant-id"),
         Some("acme")
@@ -646,7 +648,7 @@ fn json_envelope_round_trip_and_broken_envelopes() {
         .as_object()
         .unwrap()
         .clone();
-    let c = p.extract(&JsonCarrier::new(&broken));
+    let c = p.capture(&JsonCarrier::new(&broken), Trust::Trusted);
     assert!(c.context.correlation_id().is_some(), "fresh context");
     assert_eq!(c.report.iter().next().unwrap().reason, Reason::WrongType);
 
@@ -654,7 +656,7 @@ fn json_envelope_round_trip_and_broken_envelopes() {
         .as_object()
         .unwrap()
         .clone();
-    let c = p.extract(&JsonCarrier::new(&wrong_types));
+    let c = p.capture(&JsonCarrier::new(&wrong_types), Trust::Trusted);
     assert_eq!(c.context.get("x-tenant-id"), None);
     assert_eq!(
         c.context.trace_id().unwrap().to_string(),
@@ -664,7 +666,7 @@ fn json_envelope_round_trip_and_broken_envelopes() {
     assert_eq!(c.report.len(), 2, "{:?}", c.report);
 
     let missing = json!({"order": 1}).as_object().unwrap().clone();
-    let c = p.extract(&JsonCarrier::new(&missing));
+    let c = p.capture(&JsonCarrier::new(&missing), Trust::Trusted);
     assert!(c.report.is_empty());
     assert!(
         c.context.trace().unwrap().parent_id().is_none(),

@@ -2,10 +2,13 @@
 //!
 //! | `--broker` | carrier of the context | consumer side |
 //! |---|---|---|
-//! | `embedded` (default) | the JSON envelope: an `_http_headers` object inside the job ([`threadline::json`]) | [`threadline::Policy::extract`] on [`JsonCarrier`] |
-//! | `nats://…` | NATS message headers ([`threadline_nats::inject`]) | [`threadline_nats::Restorer::handle`] |
-//! | `amqp://…` | AMQP headers and `correlation_id` ([`threadline_amqp::inject`]), publisher confirms | [`threadline_amqp::Restorer::handle`] |
-//! | `redis://…` | `tl:` fields of a Redis Streams entry ([`threadline_redis::inject`]) | [`threadline_redis::Restorer::handle`] |
+//! | `embedded` (default) | the JSON envelope: an `_http_headers` object inside the job ([`threadline::json`]) | [`threadline::Restorer::restore_from`] on [`JsonCarrier`] |
+//! | `nats://…` | NATS message headers ([`threadline_nats::inject`]) | [`threadline::Restorer::handle`] |
+//! | `amqp://…` | AMQP headers and `correlation_id` ([`threadline_amqp::inject`]), publisher confirms | [`threadline::Restorer::handle`] |
+//! | `redis://…` | `tl:` fields of a Redis Streams entry ([`threadline_redis::inject`]) | [`threadline::Restorer::handle`] |
+//!
+//! The worker's restorer trusts its queue (the demo's own, on loopback): see
+//! `trusted_restorer`.
 //!
 //! Each run uses its own subject, queue or stream name (process id and a random
 //! suffix), so runs never see each other's jobs; the queue and the stream are removed
@@ -306,7 +309,7 @@ impl Queue {
 
 /// The worker's handler, run inside the context the job carried.
 async fn ship(stats: &Stats, payload: &[u8]) {
-    threadline::bind("service", "worker");
+    threadline::bind("app", "worker");
     match serde_json::from_slice::<Job>(payload) {
         Ok(job) => {
             tracing::info!(
@@ -336,6 +339,7 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
     match url {
         BrokerUrl::Embedded => {
             let (tx, mut rx) = mpsc::channel::<Vec<u8>>(EMBEDDED_CAPACITY);
+            let restorer = trusted_restorer(policy);
             let task = tokio::spawn(async move {
                 loop {
                     let msg = tokio::select! {
@@ -346,7 +350,7 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
                     let Some(bytes) = msg else { break };
                     let map: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_slice(&bytes).unwrap_or_default();
-                    let ctx = policy.extract(&JsonCarrier::new(&map)).context;
+                    let ctx = restorer.restore_from(&JsonCarrier::new(&map)).context;
                     ctx.scope(ship(&stats, &bytes)).await;
                 }
             });
@@ -371,7 +375,7 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
             tokio::time::timeout(NETWORK, client.flush())
                 .await
                 .context("NATS flush timed out")??;
-            let restorer = threadline_nats::Restorer::new(policy);
+            let restorer = trusted_restorer(policy);
             let task = tokio::spawn(async move {
                 loop {
                     let msg = tokio::select! {
@@ -436,7 +440,7 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
                     FieldTable::default(),
                 )
                 .await?;
-            let restorer = threadline_amqp::Restorer::new(policy);
+            let restorer = trusted_restorer(policy);
             let task = tokio::spawn(async move {
                 loop {
                     let delivery = tokio::select! {
@@ -497,7 +501,7 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
                 .get_multiplexed_async_connection_with_config(&config)
                 .await?;
             let key = unique(':');
-            let restorer = threadline_redis::Restorer::new(policy);
+            let restorer = trusted_restorer(policy);
             let stream = key.clone();
             let task = tokio::spawn(async move {
                 let mut last = "0-0".to_owned();
@@ -557,6 +561,14 @@ pub async fn connect(url: &BrokerUrl, policy: Policy, stats: Arc<Stats>) -> anyh
             })
         }
     }
+}
+
+/// The worker's restorer. The demo's queues are its own, on loopback: only the
+/// warehouse publishes to them, so the source is trusted and the tenant and user ids
+/// travel with the job. A queue other services or users can publish to would be
+/// restored untrusted (`Restorer::new(policy)`), dropping those.
+fn trusted_restorer(policy: Policy) -> threadline::Restorer {
+    threadline::Restorer::new(policy).trust(threadline::Trust::Trusted)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! ```text
 //! {"timestamp":"…","level":"INFO","message":"order received","item":"Kettle",
 //!  "correlation_id":"order-7","trace_id":"4bf9…","span_id":"a1b2…","parent_id":"00f0…",
-//!  "service":"store","tenant_id":"acme","user.id":"alice"}
+//!  "app":"store","tenant_id":"acme","user.id":"alice"}
 //! ```
 
 use std::io::IsTerminal;
@@ -36,7 +36,7 @@ pub enum LogFormat {
 
 /// The context fields on every line: correlation id, trace id, span id, the caller's
 /// span as `parent_id`, the tenant (the authenticated `tenant.id` field, or the
-/// `x-tenant-id` header), and every bound field (`service`, `user.id`, `task`).
+/// `x-tenant-id` header), and every bound field (`app`: which of the three services logged it, `user.id`, `task`).
 pub fn context_fields() -> ContextFields {
     ContextFields::new()
         .with_parent_id("parent_id")
@@ -154,7 +154,7 @@ where
                 .with_ansi(ansi)
                 .event_format(
                     ContextFormat::with_output(inner, Output::Text)
-                        .fields(context_fields().skip_field("service").skip_field("task")),
+                        .fields(context_fields().skip_field("app").skip_field("task")),
                 )
                 .with_writer(writer)
                 .with_filter(stdout_filter(level));
@@ -201,7 +201,7 @@ where
         event: &Event<'_>,
     ) -> std::fmt::Result {
         let written = Context::with_current(|c| {
-            let service = c.field("service").unwrap_or("-");
+            let service = c.field("app").unwrap_or("-");
             let colour = match service {
                 "store" => "34",
                 "warehouse" => "33",
@@ -252,7 +252,7 @@ where
                 seq: 0,
                 at_us: now_micros(),
                 level: level_name(*event.metadata().level()).to_owned(),
-                service: ctx.field("service").unwrap_or("-").to_owned(),
+                service: ctx.field("app").unwrap_or("-").to_owned(),
                 task: ctx.field("task").map(str::to_owned),
                 message: String::new(),
                 correlation_id,
@@ -356,7 +356,7 @@ mod tests {
             .context;
         tracing::dispatcher::with_default(&dispatch, || {
             ctx.sync_scope(|| {
-                threadline::bind("service", "warehouse");
+                threadline::bind("app", "warehouse");
                 threadline::bind("task", "audit");
                 threadline::bind("user.id", "alice");
                 tracing::info!(order_id = 7, "written\nforged line");
@@ -385,7 +385,7 @@ mod tests {
             assert!(lines[0].contains(part), "{part} in {text}");
         }
         assert!(
-            !lines[0].contains(" service="),
+            !lines[0].contains(" app="),
             "the service is not repeated: {text}"
         );
         let j = journeys.get("log-test-1").expect("a journey");
@@ -404,7 +404,7 @@ mod tests {
         let line: serde_json::Value =
             serde_json::from_str(text.lines().next().expect("a line")).expect("JSON");
         assert_eq!(line["message"], "written\nforged line");
-        assert_eq!(line["service"], "warehouse");
+        assert_eq!(line["app"], "warehouse");
         assert_eq!(line["task"], "audit");
         assert_eq!(line["correlation_id"], "log-test-1");
         assert_eq!(line["tenant_id"], "acme");

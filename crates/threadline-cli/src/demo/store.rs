@@ -8,7 +8,7 @@
 //! | `GET /journeys/{correlation_id}` | one journey: timeline per service and hop tree (HTML or JSON) |
 //!
 //! The store is wrapped in [`ThreadlineLayer`] (trusting loopback callers unless
-//! `--untrusted`), a middleware binds `service=store`, and the warehouse is called
+//! `--untrusted`), a middleware binds `app=store`, and the warehouse is called
 //! through hyper-util's client wrapped in [`PropagateLayer`], with a small layer inside
 //! it ([`CallLogLayer`]) that logs the parent id each call carries.
 
@@ -131,7 +131,7 @@ pub fn router(state: State) -> Router {
 }
 
 async fn bind_service(req: Request, next: Next) -> Response {
-    threadline::bind("service", "store");
+    threadline::bind("app", "store");
     log_edge_decisions(req.headers());
     next.run(req).await
 }

@@ -3,7 +3,7 @@
 //! audit task started with [`threadline::spawn`].
 //!
 //! The server is wrapped in [`ThreadlineLayer`] trusting callers on loopback (the
-//! store), and a tiny middleware binds `service=warehouse` for every log line.
+//! store), and a tiny middleware binds `app=warehouse` for every log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub fn loopback() -> TrustPolicy {
 }
 
 async fn bind_service(req: Request, next: Next) -> Response {
-    threadline::bind("service", "warehouse");
+    threadline::bind("app", "warehouse");
     next.run(req).await
 }
 
@@ -160,7 +160,7 @@ async fn create_order(
 }
 
 /// Starts the audit task with [`threadline::spawn`]: it inherits the warehouse's
-/// context (correlation id, trace, tenant, `user.id`, `service=warehouse`), gets a span
+/// context (correlation id, trace, tenant, `user.id`, `app=warehouse`), gets a span
 /// of its own (a child of this hop, linked through the logged `call_id`) and binds
 /// `task=audit`.
 fn spawn_audit(stats: &Arc<Stats>, order_id: u64, item: String) {

@@ -179,9 +179,10 @@ pub async fn wait_for_worker(store: &str, correlation_id: &str) {
     }
 }
 
-/// Which hop a log line belongs to.
+/// Which hop a log line (its `app` field) or a journey hop (its `service`) belongs to.
 fn role(line: &Value) -> Option<&'static str> {
-    match (line["service"].as_str(), line["task"].as_str()) {
+    let app = line["app"].as_str().or(line["service"].as_str());
+    match (app, line["task"].as_str()) {
         (Some("store"), None) => Some("store"),
         (Some("warehouse"), None) => Some("warehouse"),
         (Some("warehouse"), Some("audit")) => Some("audit"),
@@ -252,12 +253,12 @@ pub fn check_logs(lines: &[Value], placed: &Placed) -> BTreeMap<&'static str, St
         .filter(|l| l["correlation_id"] == placed.bad.correlation_id.as_str())
         .collect();
     assert!(
-        bad.iter().any(|l| l["service"] == "store"),
+        bad.iter().any(|l| l["app"] == "store"),
         "store logged the F order"
     );
     assert!(
         bad.iter()
-            .any(|l| l["service"] == "warehouse" && l["level"] == "WARN"),
+            .any(|l| l["app"] == "warehouse" && l["level"] == "WARN"),
         "the warehouse logged the rejection: {bad:#?}"
     );
     assert!(
@@ -267,7 +268,7 @@ pub fn check_logs(lines: &[Value], placed: &Placed) -> BTreeMap<&'static str, St
     );
     assert!(
         !bad.iter()
-            .any(|l| l["service"] == "worker" || l["task"] == "audit"),
+            .any(|l| l["app"] == "worker" || l["task"] == "audit"),
         "a rejected order never reaches the worker or the audit"
     );
     out

@@ -10,9 +10,14 @@ use smallvec::SmallVec;
 
 use crate::carrier::{CarrierKind, CarrierValue, Extractor};
 use crate::codec::{self, B3, Baggage, CorrelationId, TraceParent, TraceState, is_clean};
-use crate::context::{Context, Field, FieldValue, Header, HeaderKey, Inner, TraceContext};
+use crate::context::{
+    Context, Field, FieldValue, Header, HeaderKey, IdOrigin, Inner, TraceContext,
+    is_valid_field_name,
+};
 use crate::names;
-use crate::policy::{CREDENTIALS, DefaultValue, Lookup, Policy, Trust, is_hop_by_hop};
+use crate::policy::{
+    CREDENTIALS, DefaultValue, Lookup, Policy, Trust, UntrustedBaggage, is_hop_by_hop,
+};
 
 pub use report::{Captured, Reason, Rejection, Report};
 
@@ -98,6 +103,7 @@ impl Policy {
         Context::from_inner(Inner {
             policy: self.clone(),
             correlation_id: Some(p.generator.generate()),
+            id_origin: IdOrigin::Minted,
             trace: p.w3c.then(|| TraceContext::new_root(p.sample_new_traces)),
             baggage: None,
             headers: SmallVec::new(),
@@ -140,14 +146,26 @@ impl Policy {
                 report.push(name, Reason::WrongType);
                 break;
             };
-            match p.validator.check(bytes, p.limits.correlation_id_max_len) {
-                Ok(()) => {
+            // What is validated is what is kept: surrounding whitespace (a string map
+            // or JSON value can carry it; HTTP parsers strip it) is not part of the id.
+            let trimmed = codec::trim_ows(bytes);
+            match p.validator.check(trimmed, p.limits.correlation_id_max_len) {
+                Ok(()) if trimmed.len() == bytes.len() => {
                     correlation_id = v.to_header_value().map(CorrelationId::from_validated);
+                }
+                Ok(()) => {
+                    correlation_id = HeaderValue::from_bytes(trimmed)
+                        .ok()
+                        .map(CorrelationId::from_validated);
                 }
                 Err(e) => report.push(name, Reason::Malformed(e)),
             }
             break;
         }
+        let id_origin = match correlation_id {
+            Some(_) => IdOrigin::Received,
+            None => IdOrigin::Minted,
+        };
         let correlation_id = correlation_id.unwrap_or_else(|| p.generator.generate());
 
         let mut total = 0usize;
@@ -160,7 +178,7 @@ impl Policy {
 
         // Baggage.
         let baggage = if p.baggage {
-            self.capture_baggage(carrier, &found, &mut report, &mut total)
+            self.capture_baggage(carrier, &found, untrusted, &mut report, &mut total)
         } else {
             None
         };
@@ -170,6 +188,7 @@ impl Policy {
         let mut shared = Arc::new(Inner {
             policy: self.clone(),
             correlation_id: Some(correlation_id),
+            id_origin,
             trace,
             baggage,
             headers: SmallVec::new(),
@@ -221,28 +240,18 @@ impl Policy {
             self.capture_all(carrier, except, headers, &mut total, &mut report);
         }
 
-        // Local fields.
+        // Local fields: only from trusted sources, whatever the carrier (a string map
+        // or JSON object is how HTTP headers reach serverless and push handlers).
         let fields = &mut inner.fields;
-        let fields_allowed = match carrier.kind() {
-            CarrierKind::Message => true,
-            _ => p.fields_over_http && !untrusted,
-        };
-        if fields_allowed {
-            self.capture_fields(carrier, fields, &mut total, &mut report);
+        let fields_travel = carrier.kind() == CarrierKind::Message || p.fields_over_http;
+        if fields_travel {
+            self.capture_fields(carrier, untrusted, fields, &mut total, &mut report);
         }
 
         Captured {
             context: Context::from_arc(shared),
             report,
         }
-    }
-
-    /// Restores context from a message, job or envelope: like [`Policy::capture`] with
-    /// a trusted caller (messages come from inside the system), so `trusted_only`
-    /// headers and local fields are accepted — but still validated and limited, since
-    /// a message is untrusted input.
-    pub fn extract<E: Extractor + ?Sized>(&self, carrier: &E) -> Captured {
-        self.capture(carrier, Trust::Trusted)
     }
 
     fn accept_value(
@@ -319,7 +328,7 @@ impl Policy {
         // tracestate, only with a valid traceparent
         let state = match found.get(p.slots.tracestate) {
             Slot::Absent => Ok(None),
-            Slot::One(CarrierValue::Header(h)) => TraceState::from_header(h).map(Some),
+            Slot::One(CarrierValue::Header(h)) => TraceState::from_header_checked(h).map(Some),
             _ => {
                 let mut bytes: SmallVec<[&[u8]; 4]> = SmallVec::new();
                 let mut wrong = false;
@@ -332,12 +341,18 @@ impl Policy {
                 if wrong {
                     Err(codec::Error::wrong_type(codec::Codec::TraceState))
                 } else {
-                    TraceState::decode_all(bytes)
+                    TraceState::decode_all_checked(bytes)
                 }
             }
         };
         let state = match state {
-            Ok(Some(ts)) => {
+            // An empty list (an empty header, or only commas and spaces) is no list:
+            // nothing to keep, nothing to forward.
+            Ok(Some((ts, _))) if ts.is_empty() => None,
+            Ok(Some((ts, duplicates))) => {
+                if duplicates {
+                    report.push(&names::TRACESTATE, Reason::DuplicateKey);
+                }
                 let max = p
                     .limits
                     .tracestate_max_bytes
@@ -409,38 +424,66 @@ impl Policy {
         &self,
         carrier: &E,
         found: &Found<'_>,
+        untrusted: bool,
         report: &mut Report,
         total: &mut usize,
     ) -> Option<Baggage> {
-        let l = &self.inner.limits;
-        let max_bytes = l
-            .baggage_max_bytes
-            .min(l.max_total_bytes - (*total).min(l.max_total_bytes));
-        let slot = found.get(self.inner.slots.baggage);
+        let p = &*self.inner;
+        let slot = found.get(p.slots.baggage);
         if let Slot::Absent = slot {
             return None;
         }
+        let only = match (untrusted, &p.untrusted_baggage) {
+            (true, UntrustedBaggage::Drop) => {
+                report.push(&names::BAGGAGE, Reason::Untrusted);
+                return None;
+            }
+            (true, UntrustedBaggage::Keys(keys)) => Some(keys.as_slice()),
+            _ => None,
+        };
+        let l = &p.limits;
+        let max_bytes = l
+            .baggage_max_bytes
+            .min(l.max_total_bytes - (*total).min(l.max_total_bytes));
+        let mut b = None;
         // Fast path: one header, entirely valid and within limits: kept without copying.
         if let Slot::One(CarrierValue::Header(h)) = slot {
-            if let Ok(b) = Baggage::from_header(h, l.baggage_max_members, max_bytes) {
-                *total += b.header_value().len();
-                return Some(b);
-            }
+            b = Baggage::from_header(h, l.baggage_max_members, max_bytes).ok();
         }
-        let mut wrong = 0usize;
-        let all = carrier.get_all(&names::BAGGAGE).filter_map(|v| {
-            let b = v.as_bytes();
-            if b.is_none() {
-                wrong += 1;
+        if b.is_none() {
+            let mut wrong = 0usize;
+            let all = carrier.get_all(&names::BAGGAGE).filter_map(|v| {
+                let b = v.as_bytes();
+                if b.is_none() {
+                    wrong += 1;
+                }
+                b
+            });
+            let (collected, dropped) = Baggage::collect(all, l.baggage_max_members, max_bytes);
+            if dropped + wrong > 0 {
+                report.push(
+                    &names::BAGGAGE,
+                    Reason::BaggageMembersDropped(dropped + wrong),
+                );
             }
-            b
-        });
-        let (b, dropped) = Baggage::collect(all, l.baggage_max_members, max_bytes);
-        if dropped + wrong > 0 {
-            report.push(
-                &names::BAGGAGE,
-                Reason::BaggageMembersDropped(dropped + wrong),
+            b = collected;
+        }
+        if let (Some(keys), Some(list)) = (only, &b) {
+            let mut left_out = 0usize;
+            let kept = list.iter().filter(|m| {
+                let keep = keys.iter().any(|k| k == m.key());
+                left_out += usize::from(!keep);
+                keep
+            });
+            let (filtered, _) = Baggage::collect(
+                kept.map(|m| m.as_str().as_bytes()),
+                l.baggage_max_members,
+                max_bytes,
             );
+            if left_out > 0 {
+                report.push(&names::BAGGAGE, Reason::BaggageMembersUntrusted(left_out));
+            }
+            b = filtered;
         }
         if let Some(b) = &b {
             *total += b.header_value().len();
@@ -497,26 +540,51 @@ impl Policy {
         }
     }
 
+    /// Local fields (`<prefix><name>` keys): refused from untrusted sources (each key
+    /// reported, up to `max_fields` of them); from trusted ones, names follow the rules
+    /// of [`Context::try_with_field`] (tokens of at most 64 bytes, never a name log
+    /// formats own), values are percent-decoded and then checked (no control or
+    /// invisible characters, valid UTF-8), and names and values count against the
+    /// policy's limits.
     fn capture_fields<E: Extractor + ?Sized>(
         &self,
         carrier: &E,
+        untrusted: bool,
         fields: &mut SmallVec<[Field; 2]>,
         total: &mut usize,
         report: &mut Report,
     ) {
         let p = &*self.inner;
+        let l = &p.limits;
         let prefix = p.field_prefix.as_str();
+        let mut seen = 0usize;
         for key in carrier.keys() {
             if key.len() <= prefix.len()
                 || !key.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
             {
                 continue;
             }
+            seen += 1;
+            if seen > l.max_fields.max(1) * 4 {
+                // A flood of keys: stop looking (the count limit has long been reached).
+                break;
+            }
             let Ok(name) = HeaderName::from_bytes(key.as_bytes()) else {
                 continue;
             };
+            if untrusted {
+                if seen <= l.max_fields {
+                    report.push(&name, Reason::Untrusted);
+                }
+                continue;
+            }
             let field_name = &name.as_str()[prefix.len()..];
-            if fields.iter().any(|f| f.name == field_name) {
+            if fields.iter().any(|f| f.name == field_name) || report.iter().any(|r| r.name == name)
+            {
+                continue;
+            }
+            if !is_valid_field_name(field_name) {
+                report.push(&name, Reason::FieldName);
                 continue;
             }
             let v = match single(carrier, &name) {
@@ -531,22 +599,30 @@ impl Policy {
                 report.push(&name, Reason::WrongType);
                 continue;
             };
-            let l = &p.limits;
-            if !is_clean(raw) {
-                report.push(&name, Reason::InvalidChars);
+            let cost = field_name.len() + raw.len();
+            let reason = if !is_clean(raw) {
+                Reason::InvalidChars
             } else if raw.len() > l.max_value_bytes {
-                report.push(&name, Reason::TooLong);
-            } else if *total + raw.len() > l.max_total_bytes {
-                report.push(&name, Reason::TotalBytes);
+                Reason::TooLong
+            } else if fields.len() >= l.max_fields {
+                Reason::TooManyFields
+            } else if *total + cost > l.max_total_bytes {
+                Reason::TotalBytes
             } else {
-                *total += raw.len();
                 let text = std::str::from_utf8(raw).unwrap_or_default();
-                let decoded = codec::percent_decode(text);
-                fields.push(Field {
-                    name: field_name.to_owned().into(),
-                    value: FieldValue::new(&decoded),
-                });
-            }
+                match codec::percent_decode_strict(text) {
+                    Some(decoded) if !decoded.chars().any(codec::is_invisible) => {
+                        *total += cost;
+                        fields.push(Field {
+                            name: field_name.to_owned().into(),
+                            value: FieldValue::new(&decoded),
+                        });
+                        continue;
+                    }
+                    _ => Reason::InvalidChars,
+                }
+            };
+            report.push(&name, reason);
         }
     }
 }

@@ -15,15 +15,16 @@ pub enum Reason {
     Malformed(codec::Error),
     /// Control characters, non-ASCII or non-UTF-8 bytes.
     InvalidChars,
-    /// Longer than [`Limits::max_value_bytes`].
+    /// Longer than [`Limits::max_value_bytes`](crate::Limits::max_value_bytes).
     TooLong,
-    /// Over [`Limits::max_headers`].
+    /// Over [`Limits::max_headers`](crate::Limits::max_headers).
     TooManyHeaders,
-    /// Over [`Limits::max_total_bytes`].
+    /// Over [`Limits::max_total_bytes`](crate::Limits::max_total_bytes).
     TotalBytes,
     /// Sent more than once where once is allowed.
     Duplicate,
-    /// A `trusted_only` header from an untrusted caller.
+    /// A `trusted_only` header, a local field or baggage (see
+    /// [`UntrustedBaggage`](crate::UntrustedBaggage)) from an untrusted caller.
     Untrusted,
     /// Ignored because the caller is untrusted and the policy starts fresh (edge mode).
     ReplacedAtEdge,
@@ -33,6 +34,17 @@ pub enum Reason {
     BaggageMembersDropped(usize),
     /// Tracestate entries dropped whole to fit the limit.
     TraceStateTrimmed,
+    /// Baggage members dropped because an untrusted caller sent them and the policy
+    /// keeps only some keys from such callers
+    /// ([`UntrustedBaggage::Keys`](crate::UntrustedBaggage::Keys)).
+    BaggageMembersUntrusted(usize),
+    /// A local field name that is not a token of at most 64 bytes, or one that log
+    /// formats own ([`RESERVED_FIELDS`](crate::names::RESERVED_FIELDS)).
+    FieldName,
+    /// Over [`Limits::max_fields`](crate::Limits::max_fields)(crate::Limits::max_fields).
+    TooManyFields,
+    /// A list (tracestate) repeats a key; the list is kept without the later duplicate.
+    DuplicateKey,
 }
 
 impl fmt::Display for Reason {
@@ -44,11 +56,17 @@ impl fmt::Display for Reason {
             Reason::TooManyHeaders => f.write_str("more headers than the limit"),
             Reason::TotalBytes => f.write_str("total captured bytes over the limit"),
             Reason::Duplicate => f.write_str("header sent more than once"),
-            Reason::Untrusted => f.write_str("trusted-only header from an untrusted caller"),
+            Reason::Untrusted => f.write_str("not accepted from an untrusted caller"),
             Reason::ReplacedAtEdge => f.write_str("replaced at the trust boundary"),
             Reason::WrongType => f.write_str("value is not text"),
             Reason::BaggageMembersDropped(n) => write!(f, "{n} baggage member(s) dropped"),
             Reason::TraceStateTrimmed => f.write_str("tracestate trimmed to the limit"),
+            Reason::BaggageMembersUntrusted(n) => {
+                write!(f, "{n} baggage member(s) from an untrusted caller dropped")
+            }
+            Reason::FieldName => f.write_str("local field name not allowed"),
+            Reason::TooManyFields => f.write_str("more local fields than the limit"),
+            Reason::DuplicateKey => f.write_str("duplicate key"),
         }
     }
 }

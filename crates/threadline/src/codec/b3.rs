@@ -34,8 +34,20 @@ impl B3Sampling {
 /// traceid   = 16HEXDIGLC / 32HEXDIGLC     ; not all zeros
 /// spanid    = 16HEXDIGLC                  ; not all zeros
 /// sampling  = "0" / "1" / "d"
-/// ; multi: X-B3-TraceId, X-B3-SpanId, X-B3-ParentSpanId, X-B3-Sampled ("0"/"1"), X-B3-Flags ("1" = debug)
+/// ; multi: X-B3-TraceId, X-B3-SpanId, X-B3-ParentSpanId,
+/// ;        X-B3-Sampled ("0" / "1", or "false" / "true" from older clients),
+/// ;        X-B3-Flags ("1" = debug; any other value is ignored)
 /// ```
+///
+/// # Sampling and `traceparent` flags
+///
+/// | B3 | W3C `traceparent` flags |
+/// |---|---|
+/// | `1`, `true`, `d`, `X-B3-Flags: 1` | `01` (sampled) |
+/// | `0`, `false` | `00` |
+/// | no sampling state (`{trace}-{span}`: the decision is deferred) | `00`: W3C has no "deferred", and an unsampled parent lets this hop's tracer decide |
+///
+/// Written from a `traceparent`, B3 always carries `1` or `0`.
 ///
 /// Valid: `80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90`,
 /// `e457b5a2e4d86bd1-e457b5a2e4d86bd1`, `0`. Invalid: `1-2`, upper-case hex, `x`.
@@ -178,13 +190,15 @@ impl B3 {
         sampled: Option<&[u8]>,
         flags: Option<&[u8]>,
     ) -> Result<Option<Self>, Error> {
-        let sampling = match (flags.map(trim_ows), sampled.map(trim_ows)) {
-            (Some(b"1"), _) => Some(B3Sampling::Debug),
-            (Some(_), _) => return Err(err(ErrorKind::Flags)),
-            (None, Some(b"1")) => Some(B3Sampling::Accept),
-            (None, Some(b"0")) => Some(B3Sampling::Deny),
-            (None, Some(_)) => return Err(err(ErrorKind::Sampling)),
-            (None, None) => None,
+        // `X-B3-Flags: 1` is debug; the spec lets a receiver ignore any other value.
+        // `true` / `false` are what older Zipkin clients send for `X-B3-Sampled`.
+        let debug = flags.map(trim_ows) == Some(b"1");
+        let sampling = match (debug, sampled.map(trim_ows)) {
+            (true, _) => Some(B3Sampling::Debug),
+            (false, Some(b"1" | b"true")) => Some(B3Sampling::Accept),
+            (false, Some(b"0" | b"false")) => Some(B3Sampling::Deny),
+            (false, Some(_)) => return Err(err(ErrorKind::Sampling)),
+            (false, None) => None,
         };
         let ids = match (trace.map(trim_ows), span.map(trim_ows)) {
             (Some(t), Some(s)) => Some((trace_id(t)?, span_id(s)?)),
@@ -203,7 +217,8 @@ impl B3 {
     }
 
     /// The W3C equivalent: same trace id, the B3 span id as parent id, sampled when the
-    /// B3 decision is accept or debug. `None` for a sampling-only value.
+    /// B3 decision is accept or debug (a deferred decision maps to not sampled; see the
+    /// table above). `None` for a sampling-only value.
     pub fn to_trace_parent(&self) -> Option<TraceParent> {
         let (t, s) = self.ids?;
         let sampled = matches!(self.sampling, Some(B3Sampling::Accept | B3Sampling::Debug));

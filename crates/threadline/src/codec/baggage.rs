@@ -28,7 +28,8 @@ pub const MIN_BYTES: usize = 8192;
 ///
 /// Valid: `userId=alice,serverNode=DF%2028,isProduction=false;ttl=60`.
 /// Invalid: `k v=1` (space in key), `k=a b` (space in value), `=1` (empty key),
-/// `k=%zz` (bad escape).
+/// `k=%zz` (bad escape), `a=1,,b=2` and `a=1,` (empty members; capture forwards the
+/// cleaned `a=1,b=2` and reports what it left out).
 ///
 /// ```
 /// use threadline::codec::Baggage;
@@ -308,7 +309,7 @@ fn validate_list(b: &[u8], max_members: usize) -> Result<usize, Error> {
             continue;
         }
         st = match (st, c) {
-            (MemberStart, b',') => MemberStart,
+            (MemberStart, b',') => return Err(err(ErrorKind::EmptyMember)),
             (MemberStart, _) if ows => MemberStart,
             (MemberStart, _) if class & TCHAR != 0 => Key,
             (MemberStart, _) => return Err(err(ErrorKind::Key)),
@@ -352,7 +353,8 @@ fn validate_list(b: &[u8], max_members: usize) -> Result<usize, Error> {
         i += 1;
     }
     match st {
-        MemberStart => {}
+        MemberStart if members == 0 => return Err(err(ErrorKind::Empty)),
+        MemberStart => return Err(err(ErrorKind::EmptyMember)),
         Key | AfterKey => return Err(err(ErrorKind::Separator)),
         PropStart => return Err(err(ErrorKind::Key)),
         _ => end_member(&mut members)?,
@@ -454,6 +456,30 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// Decodes `%XX` escapes strictly: `None` for a malformed escape or bytes that are not
+/// UTF-8 once decoded (where [`percent_decode`] would guess).
+pub(crate) fn percent_decode_strict(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains('%') {
+        return Some(Cow::Borrowed(s));
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let digit = |c: u8| (c as char).to_digit(16);
+            let (hi, lo) = (digit(hex[0])?, digit(hex[1])?);
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
 /// Percent-encodes `value` for a baggage value (or any Threadline field on the wire):
 /// every byte outside `baggage-octet`, and `%` itself, becomes `%XX`.
 pub fn encode_baggage_value(value: &str, out: &mut String) {
@@ -523,6 +549,14 @@ impl Baggage {
                 dropped += 1;
                 continue;
             };
+            // Empty members (stray commas) are not members: the grammar has none. They
+            // are left out of the list and counted with the dropped ones.
+            if v.split(',').count() > 1 {
+                dropped += v
+                    .split(',')
+                    .filter(|m| trim_ascii_ows(m).is_empty())
+                    .count();
+            }
             for m in Self::members(v) {
                 let Ok(m) = m else {
                     dropped += 1;

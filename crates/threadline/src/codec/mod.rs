@@ -20,11 +20,11 @@ mod traceparent;
 mod tracestate;
 
 pub use b3::{B3, B3Sampling, B3SingleBuf};
-pub(crate) use baggage::is_tchar;
 pub use baggage::{
     Baggage, BaggageMember, BaggageMembers, MIN_BYTES as BAGGAGE_MIN_BYTES,
     MIN_MEMBERS as BAGGAGE_MIN_MEMBERS, encode_baggage_value, percent_decode,
 };
+pub(crate) use baggage::{is_tchar, percent_decode_strict};
 pub use correlation::{CorrelationId, IdGenerator};
 pub use ids::{SpanId, TraceFlags, TraceId};
 pub use traceparent::{TraceParent, TraceParentBuf};
@@ -99,6 +99,10 @@ pub enum ErrorKind {
     Value,
     /// A list has more members than allowed.
     TooManyMembers,
+    /// A list holds an empty member (`a=1,,b=2`, a leading or trailing comma).
+    EmptyMember,
+    /// A list holds the same key twice.
+    DuplicateKey,
     /// A percent-escape is malformed or decodes to invalid UTF-8.
     PercentEncoding,
     /// A B3 sampling state other than `0`, `1` or `d`.
@@ -130,6 +134,8 @@ impl ErrorKind {
             ErrorKind::Key => "list key is malformed",
             ErrorKind::Value => "list value is malformed",
             ErrorKind::TooManyMembers => "list has too many members",
+            ErrorKind::EmptyMember => "list has an empty member",
+            ErrorKind::DuplicateKey => "duplicate key",
             ErrorKind::PercentEncoding => "malformed percent-encoding",
             ErrorKind::Sampling => "sampling state must be 0, 1 or d",
             ErrorKind::Validator => "rejected by the configured validator",
@@ -178,6 +184,54 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Whether `c` would be invisible or would change how the text around it reads in a log
+/// line or a page: control characters (`\n`, `\r`, `\t`, ESC, DEL, C1), Unicode format
+/// characters (category Cf: the bidirectional overrides and isolates such as U+202E,
+/// zero-width spaces and joiners, the soft hyphen, the byte-order mark, tag
+/// characters), and the line and paragraph separators U+2028 and U+2029.
+///
+/// Text that passes this check shows what it is: `Kettle\u{202e}gpj.exe` does not
+/// pass (it would render as "Kettleexe.jpg").
+///
+/// ```
+/// use threadline::codec::is_invisible;
+///
+/// assert!(is_invisible('\u{202e}')); // right-to-left override
+/// assert!(is_invisible('\u{200b}')); // zero-width space
+/// assert!(is_invisible('\n'));
+/// assert!(!is_invisible('é'));
+/// assert!(!is_invisible(' '));
+/// ```
+pub fn is_invisible(c: char) -> bool {
+    if c.is_control() {
+        return true;
+    }
+    matches!(
+        u32::from(c),
+        0xAD
+            | 0x600..=0x605
+            | 0x61C
+            | 0x6DD
+            | 0x70F
+            | 0x890..=0x891
+            | 0x8E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
+}
 
 /// Only visible ASCII and spaces: no control characters, no non-ASCII, no tabs.
 #[inline]

@@ -14,29 +14,32 @@ pub const LARGE_ENTRY: usize = 128;
 /// Threadline is not a tracing vendor: it never edits the list, it only validates,
 /// limits and forwards it, and only together with a valid `traceparent`.
 ///
-/// # ABNF
+/// # ABNF (W3C Trace Context, current text)
 ///
 /// ```text
 /// list        = list-member 0*31( OWS "," OWS list-member )
 /// list-member = key "=" value / OWS            ; empty members are allowed
-/// key         = simple-key / multi-tenant-key
-/// simple-key  = lcalpha 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
-/// multi-tenant-key = tenant-id "@" system-id
-/// tenant-id   = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
-/// system-id   = lcalpha 0*13( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
+/// key         = ( lcalpha / DIGIT ) 0*255( keychar )
+/// keychar     = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
 /// value       = 0*255( %x20 / nblk-chr ) nblk-chr
 /// nblk-chr    = %x21-2B / %x2D-3C / %x3E-7E
 /// ```
 ///
-/// Valid: `rojo=00f067aa0ba902b7,congo=t61rcWkgMzE`, `tenant@vendor=x`.
-/// Invalid: `Rojo=1` (upper case key), `a=1,a=2` (duplicate key), `a=b=c`, 33 members.
+/// `@` is an ordinary key character (the older `tenant@system` split is gone): any
+/// number of them, anywhere after the first character.
+///
+/// Valid: `rojo=00f067aa0ba902b7,congo=t61rcWkgMzE`, `tenant@vendor=x`, `foo@@bar=1`,
+/// `1abc=1`. Invalid: `Rojo=1` (upper case key), `@a=1` (key starts with `@`),
+/// `a=b=c`, 33 members. A list that repeats a key is kept without the later
+/// duplicates (capture reports it).
 ///
 /// ```
 /// use threadline::codec::TraceState;
 ///
 /// let ts = TraceState::decode(b"rojo=00f067aa0ba902b7, congo=t61rcWkgMzE").unwrap();
 /// assert_eq!(ts.get("congo"), Some("t61rcWkgMzE"));
-/// assert!(TraceState::decode(b"a=1,a=2").is_err());
+/// assert_eq!(TraceState::decode(b"a=1,b=2,a=3").unwrap().as_str(), "a=1,b=2");
+/// assert!(TraceState::decode(b"a=b=c").is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceState {
@@ -47,12 +50,15 @@ const fn err(kind: ErrorKind) -> Error {
     Error::new(Codec::TraceState, kind)
 }
 
-/// `lcalpha / DIGIT / "_" / "-" / "*" / "/"`.
+/// `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`.
 static KEY_CHAR: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
-        t[c] = matches!(c as u8, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
+        t[c] = matches!(
+            c as u8,
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@'
+        );
         c += 1;
     }
     t
@@ -65,25 +71,15 @@ fn all_key_chars(k: &[u8]) -> bool {
 }
 
 fn validate_key(k: &[u8]) -> Result<(), Error> {
-    match k.iter().position(|&b| b == b'@') {
-        None => {
-            let ok =
-                !k.is_empty() && k.len() <= 256 && k[0].is_ascii_lowercase() && all_key_chars(k);
-            if ok { Ok(()) } else { Err(err(ErrorKind::Key)) }
+    let ok = match k.first() {
+        Some(&first) => {
+            (first.is_ascii_lowercase() || first.is_ascii_digit())
+                && k.len() <= 256
+                && all_key_chars(k)
         }
-        Some(at) => {
-            let (tenant, system) = (&k[..at], &k[at + 1..]);
-            let ok = !tenant.is_empty()
-                && tenant.len() <= 241
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && all_key_chars(tenant)
-                && !system.is_empty()
-                && system.len() <= 14
-                && system[0].is_ascii_lowercase()
-                && all_key_chars(system);
-            if ok { Ok(()) } else { Err(err(ErrorKind::Key)) }
-        }
-    }
+        None => false,
+    };
+    if ok { Ok(()) } else { Err(err(ErrorKind::Key)) }
 }
 
 fn validate_value(v: &[u8]) -> Result<(), Error> {
@@ -113,9 +109,10 @@ static VALUE_CHAR: [bool; 256] = {
     t
 };
 
-/// The common shape in one pass: `key=value` members joined by single commas, simple
-/// keys (no `@`), no whitespace. `None` hands anything else, every error included, to
-/// the member-by-member check, so both paths give the same answer.
+/// The common shape in one pass: `key=value` members joined by single commas, no
+/// whitespace, no repeated key. `None` hands anything else, every error and every
+/// duplicate included, to the member-by-member check, so both paths give the same
+/// answer.
 #[inline]
 fn validate_plain(b: &[u8]) -> Option<usize> {
     let n = b.len();
@@ -123,7 +120,8 @@ fn validate_plain(b: &[u8]) -> Option<usize> {
     let mut i = 0;
     loop {
         let start = i;
-        if !b.get(i)?.is_ascii_lowercase() {
+        let first = *b.get(i)?;
+        if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return None;
         }
         i += b[i..]
@@ -172,53 +170,121 @@ fn split_member(m: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     Ok((&m[..eq], &m[eq + 1..]))
 }
 
+/// What checking a list found.
+struct Checked {
+    members: usize,
+    duplicates: bool,
+}
+
+fn check(list: &[u8]) -> Result<Checked, Error> {
+    if let Some(members) = validate_plain(list) {
+        return Ok(Checked {
+            members,
+            duplicates: false,
+        });
+    }
+    // Keys seen so far, for the duplicate check (inline up to 8: no allocation and
+    // nothing to zero for the usual one to three members).
+    let mut keys: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
+    let mut duplicates = false;
+    for m in members(list) {
+        let (k, v) = split_member(m)?;
+        validate_key(k)?;
+        validate_value(v)?;
+        if keys.contains(&k) {
+            duplicates = true;
+            continue;
+        }
+        if keys.len() == MAX_MEMBERS {
+            return Err(err(ErrorKind::TooManyMembers));
+        }
+        keys.push(k);
+    }
+    Ok(Checked {
+        members: keys.len(),
+        duplicates,
+    })
+}
+
+/// The list's members in order, each key's first occurrence only (the list was
+/// checked).
+fn without_duplicates(list: &[u8]) -> Vec<u8> {
+    let mut keys: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
+    let mut out = Vec::with_capacity(list.len());
+    for m in members(list) {
+        let key = m.split(|&b| b == b'=').next().unwrap_or_default();
+        if keys.contains(&key) {
+            continue;
+        }
+        keys.push(key);
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(m);
+    }
+    out
+}
+
 impl TraceState {
     /// The header name.
     pub const HEADER: &'static str = "tracestate";
 
     /// Checks a list (one header value or several joined by `,`) against every rule.
-    /// Returns the number of members.
+    /// Returns the number of members (a repeated key counts once: the later duplicate
+    /// is not a member of the list that is kept).
     pub fn validate(list: &[u8]) -> Result<usize, Error> {
-        if let Some(members) = validate_plain(list) {
-            return Ok(members);
-        }
-        // Keys seen so far, for the duplicate check (inline up to 8: no allocation and
-        // nothing to zero for the usual one to three members).
-        let mut keys: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
-        for m in members(list) {
-            if keys.len() == MAX_MEMBERS {
-                return Err(err(ErrorKind::TooManyMembers));
-            }
-            let (k, v) = split_member(m)?;
-            validate_key(k)?;
-            validate_value(v)?;
-            if keys.contains(&k) {
-                return Err(err(ErrorKind::Duplicate));
-            }
-            keys.push(k);
-        }
-        Ok(keys.len())
+        check(list).map(|c| c.members)
     }
 
-    /// Decodes one value (allocates the stored copy).
+    /// Decodes one value (allocates the stored copy). A repeated key is not an error:
+    /// the later duplicates are left out.
     pub fn decode(value: &[u8]) -> Result<Self, Error> {
-        Self::validate(value)?;
-        let value =
-            HeaderValue::from_bytes(trim_ows(value)).map_err(|_| err(ErrorKind::InvalidChar))?;
-        Ok(TraceState { value })
+        Self::decode_checked(value).map(|(ts, _)| ts)
     }
 
-    /// Validates an existing header value and keeps it without copying.
+    /// [`TraceState::decode`], also saying whether duplicates were left out.
+    pub(crate) fn decode_checked(value: &[u8]) -> Result<(Self, bool), Error> {
+        let c = check(value)?;
+        let value = if c.duplicates {
+            without_duplicates(value)
+        } else {
+            trim_ows(value).to_vec()
+        };
+        let value = HeaderValue::from_bytes(&value).map_err(|_| err(ErrorKind::InvalidChar))?;
+        Ok((TraceState { value }, c.duplicates))
+    }
+
+    /// Validates an existing header value and keeps it without copying (a copy only
+    /// when a repeated key has to be left out).
     pub fn from_header(value: &HeaderValue) -> Result<Self, Error> {
-        Self::validate(value.as_bytes())?;
-        Ok(TraceState {
-            value: value.clone(),
-        })
+        Self::from_header_checked(value).map(|(ts, _)| ts)
+    }
+
+    /// [`TraceState::from_header`], also saying whether duplicates were left out.
+    pub(crate) fn from_header_checked(value: &HeaderValue) -> Result<(Self, bool), Error> {
+        let c = check(value.as_bytes())?;
+        if c.duplicates {
+            return Self::decode_checked(value.as_bytes());
+        }
+        Ok((
+            TraceState {
+                value: value.clone(),
+            },
+            false,
+        ))
     }
 
     /// Joins several `tracestate` header values into one list (they are one list
-    /// on the wire) and validates it.
+    /// on the wire) and validates it. `None` when every value is empty.
     pub fn decode_all<'a, I>(values: I) -> Result<Option<Self>, Error>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        Self::decode_all_checked(values).map(|d| d.map(|(ts, _)| ts))
+    }
+
+    /// [`TraceState::decode_all`], also saying whether duplicates were left out.
+    pub(crate) fn decode_all_checked<'a, I>(values: I) -> Result<Option<(Self, bool)>, Error>
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
@@ -236,7 +302,7 @@ impl TraceState {
         if joined.is_empty() {
             return Ok(None);
         }
-        Self::decode(&joined).map(Some)
+        Self::decode_checked(&joined).map(Some)
     }
 
     /// The list as text.

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
+use super::rules::DefaultSpec;
 use super::{B3Emit, Lookup, Policy, PolicyError, PolicyInner, Rule, SlotIndex, is_hop_by_hop};
-use super::{HeaderRule, Limits, Validator};
+use super::{DefaultValue, HeaderRule, Limits, UntrustedBaggage, Validator};
 use crate::codec::IdGenerator;
 use crate::names;
 
@@ -27,6 +28,7 @@ pub struct PolicyBuilder {
     sample_new_traces: bool,
     untrusted_fresh_trace: bool,
     untrusted_fresh_id: bool,
+    untrusted_baggage: Option<UntrustedBaggage>,
     field_prefix: String,
     fields_over_http: bool,
 }
@@ -49,6 +51,7 @@ impl Default for PolicyBuilder {
             sample_new_traces: true,
             untrusted_fresh_trace: false,
             untrusted_fresh_id: false,
+            untrusted_baggage: None,
             field_prefix: "tl-field-".into(),
             fields_over_http: false,
         }
@@ -67,8 +70,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// Opt-in: capture every header except hop-by-hop ones ([`HOP_BY_HOP`], `proxy-*`),
-    /// credentials ([`CREDENTIALS`], unless named by a rule) and the names in `except`.
+    /// Opt-in: capture every header except hop-by-hop ones ([`HOP_BY_HOP`](crate::HOP_BY_HOP), `proxy-*`),
+    /// credentials ([`CREDENTIALS`](crate::CREDENTIALS), unless named by a rule) and the names in `except`.
     pub fn capture_all_except<I, S>(mut self, except: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -153,6 +156,16 @@ impl PolicyBuilder {
         self
     }
 
+    /// What happens to `baggage` from untrusted callers (and untrusted message sources).
+    /// Baggage follows the trust rules like any header: by default it is dropped
+    /// ([`UntrustedBaggage::Drop`]) when edge mode is on (either flag of
+    /// [`PolicyBuilder::untrusted_start_fresh`]), and kept otherwise, as the caller's
+    /// trace context is. Set it to keep all of it, or only some keys, at the edge.
+    pub fn untrusted_baggage(mut self, rule: UntrustedBaggage) -> Self {
+        self.untrusted_baggage = Some(rule);
+        self
+    }
+
     /// The key prefix under which local fields travel with messages (default `tl-field-`).
     pub fn field_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.field_prefix = prefix.into();
@@ -201,11 +214,31 @@ impl PolicyBuilder {
             if rules.iter().any(|x| x.name == name) {
                 return Err(PolicyError::new(format!("header {name} is listed twice")));
             }
+            let default = match r.default {
+                None => None,
+                Some(DefaultSpec::Value(v)) => Some(v),
+                Some(DefaultSpec::Text(t)) => {
+                    if !crate::codec::is_clean(t.as_bytes())
+                        || t.len() > self.limits.max_value_bytes
+                    {
+                        return Err(PolicyError::new(format!(
+                            "the default of header {name} must be visible ASCII of at most \
+                             limits.max_value_bytes bytes"
+                        )));
+                    }
+                    let v = http::HeaderValue::from_str(&t).map_err(|_| {
+                        PolicyError::new(format!(
+                            "the default of header {name} is not a valid header value"
+                        ))
+                    })?;
+                    Some(DefaultValue::Static(v))
+                }
+            };
             rules.push(Rule {
                 name,
                 wire,
                 trusted_only: r.trusted_only,
-                default: r.default,
+                default,
             });
         }
         if rules.len() > self.limits.max_headers || rules.len() > usize::from(u16::MAX) {
@@ -232,6 +265,22 @@ impl PolicyBuilder {
         if l.max_value_bytes == 0 || l.correlation_id_max_len == 0 {
             return Err(PolicyError::new("limits must be positive"));
         }
+        let untrusted_baggage = match self.untrusted_baggage {
+            Some(UntrustedBaggage::Keys(keys)) => {
+                if let Some(k) = keys
+                    .iter()
+                    .find(|k| k.is_empty() || !k.bytes().all(crate::codec::is_tchar))
+                {
+                    return Err(PolicyError::new(format!(
+                        "untrusted baggage key {k:?} is not a baggage key (an RFC 7230 token)"
+                    )));
+                }
+                UntrustedBaggage::Keys(keys)
+            }
+            Some(rule) => rule,
+            None if self.untrusted_fresh_trace || self.untrusted_fresh_id => UntrustedBaggage::Drop,
+            None => UntrustedBaggage::Keep,
+        };
         let mut lookup: Vec<HeaderName> = std::iter::once(correlation_header.clone())
             .chain(also_accept.iter().cloned())
             .collect();
@@ -274,6 +323,7 @@ impl PolicyBuilder {
                 sample_new_traces: self.sample_new_traces,
                 untrusted_fresh_trace: self.untrusted_fresh_trace,
                 untrusted_fresh_id: self.untrusted_fresh_id,
+                untrusted_baggage,
                 field_prefix: self.field_prefix.to_ascii_lowercase(),
                 fields_over_http: self.fields_over_http,
             }),

@@ -11,7 +11,11 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Most custom headers captured (default 32).
     pub max_headers: usize,
-    /// Most bytes captured across all custom headers, tracestate and baggage (default 16384).
+    /// Most local fields (`tl-field-*`) captured from one carrier (default 32). Their
+    /// names and values also count against `max_total_bytes`.
+    pub max_fields: usize,
+    /// Most bytes captured across all custom headers, tracestate, baggage and local
+    /// fields (names and values; default 16384).
     pub max_total_bytes: usize,
     /// Most baggage members kept (default 64, the W3C minimum).
     pub baggage_max_members: usize,
@@ -28,6 +32,7 @@ impl Default for Limits {
         Limits {
             max_value_bytes: 4096,
             max_headers: 32,
+            max_fields: 32,
             max_total_bytes: 16384,
             baggage_max_members: codec::BAGGAGE_MIN_MEMBERS,
             baggage_max_bytes: codec::BAGGAGE_MIN_BYTES,

@@ -55,6 +55,20 @@ pub enum Trust {
     Untrusted,
 }
 
+/// What happens to `baggage` sent by an untrusted caller; see
+/// [`PolicyBuilder::untrusted_baggage`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UntrustedBaggage {
+    /// Dropped whole, and reported ([`Reason::Untrusted`](crate::Reason::Untrusted)).
+    Drop,
+    /// Kept, like a trusted caller's (still validated and limited).
+    Keep,
+    /// Only the members with these keys are kept; the rest are dropped whole and
+    /// reported.
+    Keys(Vec<String>),
+}
+
 /// How B3 headers are sent on outgoing calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
@@ -121,6 +135,7 @@ pub(crate) struct PolicyInner {
     pub(crate) sample_new_traces: bool,
     pub(crate) untrusted_fresh_trace: bool,
     pub(crate) untrusted_fresh_id: bool,
+    pub(crate) untrusted_baggage: UntrustedBaggage,
     pub(crate) field_prefix: String,
     pub(crate) fields_over_http: bool,
 }

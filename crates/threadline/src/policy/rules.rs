@@ -26,13 +26,20 @@ impl fmt::Debug for DefaultValue {
     }
 }
 
+/// A default as written in a rule: text is checked when the policy is built.
+#[derive(Clone, Debug)]
+pub(crate) enum DefaultSpec {
+    Text(String),
+    Value(DefaultValue),
+}
+
 /// One custom header to capture and forward.
 #[derive(Clone, Debug)]
 pub struct HeaderRule {
     pub(crate) name: String,
     pub(crate) rename: Option<String>,
     pub(crate) trusted_only: bool,
-    pub(crate) default: Option<DefaultValue>,
+    pub(crate) default: Option<DefaultSpec>,
 }
 
 impl HeaderRule {
@@ -58,9 +65,13 @@ impl HeaderRule {
         self
     }
 
-    /// A fixed value when the header is absent (it must be a valid header value).
-    pub fn default_value(mut self, value: &'static str) -> Self {
-        self.default = Some(DefaultValue::Static(HeaderValue::from_static(value)));
+    /// A fixed value when the header is absent. It must pass the capture rules
+    /// (visible ASCII and spaces, at most `max_value_bytes`): [`PolicyBuilder::build`]
+    /// answers an error otherwise.
+    ///
+    /// [`PolicyBuilder::build`]: crate::PolicyBuilder::build
+    pub fn default_value(mut self, value: impl Into<String>) -> Self {
+        self.default = Some(DefaultSpec::Text(value.into()));
         self
     }
 
@@ -70,7 +81,7 @@ impl HeaderRule {
         mut self,
         f: impl Fn() -> Option<HeaderValue> + Send + Sync + 'static,
     ) -> Self {
-        self.default = Some(DefaultValue::Computed(Arc::new(f)));
+        self.default = Some(DefaultSpec::Value(DefaultValue::Computed(Arc::new(f))));
         self
     }
 }
