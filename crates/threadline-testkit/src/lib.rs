@@ -54,6 +54,8 @@ pub fn unique(prefix: &str, sep: char) -> String {
     )
 }
 
+pub mod logs;
+
 use threadline::codec::{SpanId, TraceId};
 use threadline::{Context, Policy, Trust};
 

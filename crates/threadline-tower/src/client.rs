@@ -40,9 +40,35 @@
 //! assert!(outside.is_empty()); // not an allowed destination
 //! # }
 //! ```
+//!
+//! # Where the layer goes
+//!
+//! The layer reads the context of the task that calls it. Put it where the request's
+//! own task calls it: directly around the client (hyper-util's `Client`, a tonic
+//! `Channel`), with nothing between your code and it that hands the request to another
+//! task. Layers that do — `tower::buffer::Buffer`, a pool or load balancer that spawns,
+//! anything that queues requests for a worker task — must sit *below* it, closer to the
+//! client (`ServiceBuilder::new().layer(PropagateLayer::new(..)).buffer(8)`, not the
+//! other way round). When that cannot be arranged, put the request's context into its
+//! extensions, which wins over the task's:
+//!
+//! ```
+//! # use http::Request;
+//! # use threadline::Context;
+//! let mut req = Request::get("http://orders.internal/").body(()).unwrap();
+//! req.extensions_mut().insert(Context::current());
+//! ```
+//!
+//! A request that leaves with no context at all (outside any scope, or below such a
+//! layer) is said once per layer, at debug level. A call made inside a scope to a
+//! destination no [`Target`](crate::Target) names gets only the targets' fallback
+//! grant (nothing, by default): that is said once per host at warn level, naming the
+//! rule to add (for at most [`MAX_WARNED_HOSTS`] hosts).
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskCx, Poll};
 
 use http::{HeaderMap, Request, Uri};
@@ -71,6 +97,7 @@ pub struct PropagateLayer {
 struct Shared {
     dest: Destination,
     outside: Option<Policy>,
+    notes: Arc<Notes>,
 }
 
 impl PropagateLayer {
@@ -92,6 +119,7 @@ impl PropagateLayer {
             shared: Arc::new(Shared {
                 dest,
                 outside: None,
+                notes: Arc::default(),
             }),
         }
     }
@@ -103,21 +131,45 @@ impl PropagateLayer {
         self
     }
 
-    /// The grant for a request to `uri` with `headers`.
-    fn grant<'a>(&'a self, uri: &Uri, headers: &HeaderMap) -> &'a Grant {
+    /// The grant for a request to `uri` with `headers`, and whether it is the targets'
+    /// fallback because no rule named the destination.
+    fn grant<'a>(&'a self, uri: &Uri, headers: &HeaderMap) -> (&'a Grant, bool) {
         match &self.shared.dest {
-            Destination::Fixed(g) => g,
-            Destination::ByUri(targets) => match uri.authority() {
-                Some(a) => targets.grant_for_authority(uri.scheme_str(), Some(a.as_str())),
-                None => {
-                    let authority = headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(|h| h.parse::<http::uri::Authority>().ok());
-                    targets.grant_for_authority(None, authority.as_ref().map(|a| a.as_str()))
-                }
-            },
+            Destination::Fixed(g) => (g, false),
+            Destination::ByUri(targets) => {
+                let grant = match uri.authority() {
+                    Some(a) => targets.grant_for_authority(uri.scheme_str(), Some(a.as_str())),
+                    None => {
+                        let authority = host_header(headers);
+                        targets.grant_for_authority(None, authority.as_ref().map(|a| a.as_str()))
+                    }
+                };
+                let unmatched = targets.has_rules() && std::ptr::eq(grant, targets.fallback());
+                (grant, unmatched)
+            }
         }
+    }
+
+    /// Says once per host (bounded) that an in-scope call goes to a destination no
+    /// target allows, unless the fallback grants everything anyway.
+    fn note_unmatched(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        grant: &Grant,
+        explicit: Option<&Context>,
+    ) {
+        if grant.allows_everything() {
+            return;
+        }
+        let in_scope = explicit.is_some() || Context::with_current(|_| ()).is_some();
+        if !in_scope {
+            return;
+        }
+        let authority = uri.authority().cloned().or_else(|| host_header(headers));
+        self.shared
+            .notes
+            .unmatched(authority.as_ref().map(|a| a.host()), grant);
     }
 
     /// Writes the current context (or a new root, see
@@ -125,22 +177,99 @@ impl PropagateLayer {
     /// `uri`. What the layer does per request; public for clients that are not Tower
     /// services.
     pub fn inject(&self, uri: &Uri, headers: &mut HeaderMap) {
-        let grant = self.grant(uri, headers);
-        inject_with(grant, self.shared.outside.as_ref(), headers);
+        let (grant, unmatched) = self.grant(uri, headers);
+        if unmatched {
+            self.note_unmatched(uri, headers, grant, None);
+        }
+        let shared = &*self.shared;
+        inject_with(grant, None, shared.outside.as_ref(), &shared.notes, headers);
     }
 }
 
-/// Injects the current context into `headers` under `grant`.
-pub(crate) fn inject_with(grant: &Grant, outside: Option<&Policy>, headers: &mut HeaderMap) {
+/// The `host` header as an authority (for a request whose URI has none).
+fn host_header(headers: &HeaderMap) -> Option<http::uri::Authority> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+}
+
+/// What a client layer has already said, so each thing is said once: a request that
+/// left outside any scope (debug), and destinations no target allows (warn, once per
+/// host, for at most [`MAX_WARNED_HOSTS`] hosts).
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    outside_logged: AtomicBool,
+    warned_hosts: Mutex<HashSet<String>>,
+}
+
+/// Most destination hosts a client layer warns about (then it stops: a client that
+/// calls thousands of hosts should not fill the log, or memory, with them).
+pub const MAX_WARNED_HOSTS: usize = 64;
+
+impl Notes {
+    fn outside_scope(&self) {
+        if !self.outside_logged.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                "threadline: an outgoing request left outside any context scope and carries \
+                 no context; if it was made inside a request, the client layer sits below a \
+                 layer that calls it from another task (tower::buffer, a spawned worker): \
+                 put the request's Context in its extensions or move the layer above it"
+            );
+        }
+    }
+
+    fn unmatched(&self, host: Option<&str>, fallback: &Grant) {
+        let host = host.unwrap_or("(no host)");
+        let mut warned = self
+            .warned_hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.len() >= MAX_WARNED_HOSTS || warned.contains(host) {
+            return;
+        }
+        warned.insert(host.to_owned());
+        drop(warned);
+        let sent = if fallback.is_nothing() {
+            "no context at all"
+        } else {
+            "only what the targets' fallback grants (traceparent only by default)"
+        };
+        tracing::warn!(
+            destination = host,
+            "threadline: no propagation target allows {host}: calls to it carry {sent}; \
+             add `Target::host(\"{host}\")` (or a pattern) to the Targets if it is one of \
+             your services"
+        );
+    }
+}
+
+/// Injects the context into `headers` under `grant`: `explicit` (a `Context` the
+/// request carries in its extensions) when given, else the current one, else a new
+/// root when `outside` is set.
+pub(crate) fn inject_with(
+    grant: &Grant,
+    explicit: Option<&Context>,
+    outside: Option<&Policy>,
+    notes: &Notes,
+    headers: &mut HeaderMap,
+) {
     if grant.is_nothing() {
+        return;
+    }
+    if let Some(ctx) = explicit {
+        ctx.inject_where(headers, |n| grant.allows(n));
         return;
     }
     let done = Context::with_current(|ctx| {
         ctx.inject_where(headers, |n| grant.allows(n));
     });
     if done.is_none() {
-        if let Some(policy) = outside {
-            policy.new_root().inject_where(headers, |n| grant.allows(n));
+        match outside {
+            Some(policy) => {
+                policy.new_root().inject_where(headers, |n| grant.allows(n));
+            }
+            None => notes.outside_scope(),
         }
     }
 }
@@ -198,10 +327,24 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> S::Future {
-        // The grant borrows the layer, not the request: decided first, then the headers
-        // are written in place (no split into parts and back, which moves the request).
-        let grant = self.layer.grant(req.uri(), req.headers());
-        inject_with(grant, self.layer.shared.outside.as_ref(), req.headers_mut());
+        // A context the request carries wins over the task's: below `tower::buffer` (or
+        // anything that calls this service from another task) the task has none. The
+        // grant borrows the layer, not the request: decided first, then the headers are
+        // written in place (no split into parts and back, which moves the request).
+        let explicit = req.extensions().get::<Context>().cloned();
+        let layer = &self.layer;
+        let (grant, unmatched) = layer.grant(req.uri(), req.headers());
+        if unmatched {
+            layer.note_unmatched(req.uri(), req.headers(), grant, explicit.as_ref());
+        }
+        let shared = &*layer.shared;
+        inject_with(
+            grant,
+            explicit.as_ref(),
+            shared.outside.as_ref(),
+            &shared.notes,
+            req.headers_mut(),
+        );
         self.inner.call(req)
     }
 }

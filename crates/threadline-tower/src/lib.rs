@@ -146,7 +146,7 @@ pub mod server;
 pub mod targets;
 pub mod trust;
 
-pub use client::{Propagate, PropagateLayer};
+pub use client::{MAX_WARNED_HOSTS, Propagate, PropagateLayer};
 pub use require::{RequireBody, RequireCorrelationId, RequireCorrelationIdLayer};
 #[cfg(feature = "reqwest")]
 pub use reqwest::PropagateMiddleware;

@@ -1,9 +1,18 @@
 //! Opt-in: answer `400 Bad Request` when the caller sent no valid correlation id.
 //!
-//! Place it inside [`ThreadlineLayer`](crate::ThreadlineLayer) (which it reads the
-//! captured context from); the 400 then still carries the minted correlation id, so
-//! the caller can quote it. The body says which header is missing, never what was
-//! sent.
+//! It reads whether the captured context's correlation id was received from the caller
+//! ([`Context::correlation_id_origin`]) under the policy's correlation header or any
+//! name the policy also accepts (`also_accept("x-request-id")`), so every id the
+//! policy takes is accepted here too. The body says which header is missing, never what
+//! was sent.
+//!
+//! Place it inside [`ThreadlineLayer`](crate::ThreadlineLayer), which it reads the
+//! captured context from; the 400 then still carries the minted correlation id, so the
+//! caller can quote it. Without a `ThreadlineLayer` above it there is no context to
+//! read: every request is answered `500 Internal Server Error` with the body
+//! `RequireCorrelationIdLayer found no threadline context on the request: it must sit
+//! inside ThreadlineLayer`, and the same is logged once at error level, so the mistake
+//! shows on the first request instead of as a stream of 400s.
 //!
 //! ```
 //! use http::{Request, Response};
@@ -37,10 +46,12 @@ use std::pin::Pin;
 use std::task::{Context as TaskCx, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use threadline::Context;
+use threadline::{Context, IdOrigin};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -69,18 +80,41 @@ pub struct RequireCorrelationId<S> {
     inner: S,
 }
 
-/// Whether the request's own correlation header holds the id the context carries
-/// (that is, the upstream id was accepted rather than a new one minted).
-fn accepted<B>(req: &Request<B>) -> Result<(), String> {
+/// Why a request is refused: the status and the body text.
+type Refusal = (StatusCode, String);
+
+/// The text of the 500 a misplaced layer answers with (documented in the module docs).
+pub(crate) const NO_CONTEXT: &str = "RequireCorrelationIdLayer found no threadline context on the \
+     request: it must sit inside ThreadlineLayer";
+
+/// Whether the captured context's correlation id came from the caller (under the
+/// correlation header or one of the names the policy also accepts) rather than being
+/// minted on this hop.
+fn accepted<B>(req: &Request<B>) -> Result<(), Refusal> {
     let Some(ctx) = req.extensions().get::<Context>() else {
-        return Err("missing or invalid correlation id header".into());
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "threadline: {NO_CONTEXT} (every request is answered 500 until it does)"
+            );
+        }
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, NO_CONTEXT.to_owned()));
     };
-    let name = ctx.policy().correlation_header();
-    let sent = req.headers().get(name).map(HeaderValue::as_bytes);
-    match (sent, ctx.correlation_id()) {
-        (Some(sent), Some(id)) if sent.trim_ascii() == id.as_str().as_bytes() => Ok(()),
-        _ => Err(format!("missing or invalid {name} header")),
+    if ctx.correlation_id_origin() == Some(IdOrigin::Received) {
+        return Ok(());
     }
+    let policy = ctx.policy();
+    let mut text = format!("missing or invalid {} header", policy.correlation_header());
+    let others = policy.also_accepted();
+    if !others.is_empty() {
+        let names: Vec<&str> = others.iter().map(HeaderName::as_str).collect();
+        text = format!(
+            "missing or invalid {} (or {}) header",
+            policy.correlation_header(),
+            names.join(", ")
+        );
+    }
+    Err((StatusCode::BAD_REQUEST, text))
 }
 
 impl<S, B, ResBody> Service<Request<B>> for RequireCorrelationId<S>
@@ -103,8 +137,9 @@ where
                     fut: self.inner.call(req),
                 },
             },
-            Err(message) => RequireFuture {
+            Err((status, message)) => RequireFuture {
                 state: State::Rejected {
+                    status,
                     message: Some(message),
                 },
             },
@@ -124,7 +159,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F> {
         Inner { #[pin] fut: F },
-        Rejected { message: Option<String> },
+        Rejected { status: StatusCode, message: Option<String> },
     }
 }
 
@@ -149,7 +184,7 @@ where
                     })
                 })
             }),
-            StateProj::Rejected { message } => {
+            StateProj::Rejected { status, message } => {
                 let mut text = message.take().unwrap_or_default();
                 text.push('\n');
                 let mut resp = Response::new(RequireBody {
@@ -157,7 +192,7 @@ where
                         data: Some(Bytes::from(text)),
                     },
                 });
-                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                *resp.status_mut() = *status;
                 resp.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -222,5 +257,82 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use threadline::Policy;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    async fn status_and_body<S>(svc: S, req: Request<()>) -> (u16, String)
+    where
+        S: tower_service::Service<
+                Request<()>,
+                Response = Response<RequireBody<http_body_util::Empty<Bytes>>>,
+                Error = std::convert::Infallible,
+            >,
+    {
+        let resp = svc.oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn ok() -> impl tower_service::Service<
+        Request<()>,
+        Response = Response<http_body_util::Empty<Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Empty::new()))
+        })
+    }
+
+    #[tokio::test]
+    async fn every_name_the_policy_accepts_is_accepted() {
+        let policy = Policy::builder()
+            .also_accept("x-request-id")
+            .build()
+            .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(RequireCorrelationIdLayer::new())
+            .service(ok());
+        // Stands in for ThreadlineLayer: the request as it would reach this layer.
+        let captured = |name: &str| {
+            let mut req = Request::builder().header(name, "req-7").body(()).unwrap();
+            let ctx = policy
+                .capture(req.headers(), threadline::Trust::Trusted)
+                .context;
+            req.extensions_mut().insert(ctx);
+            req
+        };
+        for name in ["x-correlation-id", "x-request-id"] {
+            let (status, _) = status_and_body(svc.clone(), captured(name)).await;
+            assert_eq!(status, 200, "{name}");
+        }
+        let (status, body) = status_and_body(svc.clone(), captured("x-other")).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            "missing or invalid x-correlation-id (or x-request-id) header\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_threadline_layer_it_says_so_with_a_500() {
+        let svc = ServiceBuilder::new()
+            .layer(RequireCorrelationIdLayer::new())
+            .service(ok());
+        let req = Request::builder()
+            .header("x-correlation-id", "req-9")
+            .body(())
+            .unwrap();
+        let (status, body) = status_and_body(svc, req).await;
+        assert_eq!(status, 500);
+        assert_eq!(body, format!("{NO_CONTEXT}\n"));
     }
 }

@@ -11,21 +11,25 @@
 //! # drop(client);
 //! ```
 
+use std::sync::Arc;
+
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next, Result};
-use threadline::Policy;
+use threadline::{Context, Policy};
 
-use crate::client::inject_with;
+use crate::client::{Notes, inject_with};
 use crate::targets::{Grant, Targets};
 
-/// Writes the current context onto outgoing `reqwest` requests. Outside any scope
-/// it passes requests through (or starts a new trace, see
-/// [`PropagateMiddleware::new_trace_outside_scope`]). A header the caller already
-/// set is never overwritten.
+/// Writes the current context onto outgoing `reqwest` requests (a [`Context`] in the
+/// request's middleware extensions wins over the task's). Outside any scope it passes
+/// requests through (or starts a new trace, see
+/// [`PropagateMiddleware::new_trace_outside_scope`]). A header the caller already set
+/// is never overwritten.
 #[derive(Clone, Debug)]
 pub struct PropagateMiddleware {
     targets: Targets,
     outside: Option<Policy>,
+    notes: Arc<Notes>,
 }
 
 impl PropagateMiddleware {
@@ -34,6 +38,7 @@ impl PropagateMiddleware {
         PropagateMiddleware {
             targets,
             outside: None,
+            notes: Arc::default(),
         }
     }
 
@@ -58,7 +63,15 @@ impl Middleware for PropagateMiddleware {
         next: Next<'_>,
     ) -> Result<reqwest::Response> {
         let grant = self.grant(req.url());
-        inject_with(grant, self.outside.as_ref(), req.headers_mut());
+        // A context put in the middleware's extensions wins over the task's.
+        let explicit = extensions.get::<Context>().cloned();
+        inject_with(
+            grant,
+            explicit.as_ref(),
+            self.outside.as_ref(),
+            &self.notes,
+            req.headers_mut(),
+        );
         next.run(req, extensions).await
     }
 }

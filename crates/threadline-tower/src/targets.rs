@@ -235,6 +235,11 @@ impl Grant {
         self
     }
 
+    /// `true` when every header (credentials aside) may be sent.
+    pub fn allows_everything(&self) -> bool {
+        self.headers == Headers::All
+    }
+
     /// `true` when nothing at all may be sent.
     pub fn is_nothing(&self) -> bool {
         self.headers == Headers::Nothing
@@ -335,6 +340,17 @@ impl Targets {
     /// Shortcut for `.otherwise(Grant::traceparent_only())`.
     pub fn others_traceparent_only(self) -> Self {
         self.otherwise(Grant::traceparent_only())
+    }
+
+    /// Whether any rule names a destination (without rules, every call gets the
+    /// fallback).
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// The grant of destinations no rule names.
+    pub fn fallback(&self) -> &Grant {
+        &self.otherwise
     }
 
     /// The grant for one destination.

@@ -179,6 +179,12 @@ impl Policy {
         &self.inner.correlation_header
     }
 
+    /// The other headers the correlation id is accepted from
+    /// ([`PolicyBuilder::also_accept`]).
+    pub fn also_accepted(&self) -> &[HeaderName] {
+        &self.inner.also_accept
+    }
+
     /// The prefix of local-field keys on message carriers.
     pub fn field_prefix(&self) -> &str {
         &self.inner.field_prefix
