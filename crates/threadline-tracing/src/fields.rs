@@ -432,6 +432,88 @@ impl<'a> OutName<'a> {
     }
 }
 
+/// The names already on a line (as 64-bit hashes of their text), so that no name is
+/// written twice: the first field under a name wins, and a name the wrapped formatter
+/// already wrote (JSON) is not written again.
+#[derive(Debug, Default)]
+pub(crate) struct Names(smallvec::SmallVec<[u64; 16]>);
+
+impl Names {
+    /// Records `hash`; `false` when it was already there.
+    fn admit(&mut self, hash: u64) -> bool {
+        if self.0.contains(&hash) {
+            return false;
+        }
+        self.0.push(hash);
+        true
+    }
+
+    /// Records a member name as it appears between the quotes of a JSON object key.
+    pub(crate) fn add_json_key(&mut self, raw: &str) {
+        let hash = if raw.contains('\\') {
+            fnv(unescape_json(raw).bytes())
+        } else {
+            fnv(raw.bytes())
+        };
+        self.admit(hash);
+    }
+
+    /// Whether `name` is recorded.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.0.contains(&fnv(name.bytes()))
+    }
+}
+
+/// FNV-1a over the name's bytes.
+fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The text of a JSON string's content (escapes resolved; a malformed escape is kept
+/// as written).
+fn unescape_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(c) => out.push(c),
+                    None => {
+                        out.push_str("\\u");
+                        out.push_str(&hex);
+                    }
+                }
+            }
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+impl OutName<'_> {
+    fn hash(&self) -> u64 {
+        match self {
+            OutName::Plain(n) => fnv(n.bytes()),
+            // Derived names are ASCII (header names are).
+            OutName::Header(h) => fnv(Self::derived(h).map(|c| c as u8)),
+        }
+    }
+}
+
 /// Where fields go: text (`name=value`) or JSON (`"name":"value"`).
 pub(crate) trait Sink {
     fn str_field(&mut self, name: OutName<'_>, value: &str) -> fmt::Result;
@@ -455,10 +537,15 @@ pub(crate) struct TextSink<'a> {
     /// Separator before the first field (a space, or nothing at the start of a line).
     pub(crate) sep: &'static str,
     pub(crate) written: usize,
+    pub(crate) names: Names,
 }
 
 impl TextSink<'_> {
-    fn name(&mut self, name: OutName<'_>) {
+    /// Writes ` name=`; `false` (and nothing written) for a name already on the line.
+    fn name(&mut self, name: OutName<'_>) -> bool {
+        if !self.names.admit(name.hash()) {
+            return false;
+        }
         let sep = if self.written == 0 { self.sep } else { " " };
         self.out.push_str(sep);
         self.written += 1;
@@ -476,24 +563,29 @@ impl TextSink<'_> {
         } else {
             "="
         });
+        true
     }
 }
 
 impl Sink for TextSink<'_> {
     fn str_field(&mut self, name: OutName<'_>, value: &str) -> fmt::Result {
-        self.name(name);
+        if !self.name(name) {
+            return Ok(());
+        }
         write_text_value(self.out, value)
     }
 
     fn hex_field(&mut self, name: OutName<'_>, hex: &str) -> fmt::Result {
-        self.name(name);
-        self.out.push_str(hex);
+        if self.name(name) {
+            self.out.push_str(hex);
+        }
         Ok(())
     }
 
     fn bool_field(&mut self, name: OutName<'_>, value: bool) -> fmt::Result {
-        self.name(name);
-        self.out.push_str(if value { "true" } else { "false" });
+        if self.name(name) {
+            self.out.push_str(if value { "true" } else { "false" });
+        }
         Ok(())
     }
 }
@@ -506,10 +598,18 @@ pub(crate) struct JsonSink<'a> {
     /// Whether the object being appended to already has members.
     pub(crate) comma: bool,
     pub(crate) written: usize,
+    /// The names already in the object written to (the wrapped formatter's members,
+    /// when the fields go at the top level), and those written since.
+    pub(crate) names: Names,
 }
 
 impl JsonSink<'_> {
-    fn name(&mut self, name: OutName<'_>) -> fmt::Result {
+    /// Writes `,"name":`; `Ok(false)` (and nothing written) for a name already in the
+    /// object.
+    fn name(&mut self, name: OutName<'_>) -> Result<bool, fmt::Error> {
+        if !self.names.admit(name.hash()) {
+            return Ok(false);
+        }
         if let (0, Some(key)) = (self.written, self.nest) {
             if self.comma {
                 self.out.push(',');
@@ -532,7 +632,7 @@ impl JsonSink<'_> {
             }
         }
         self.out.push(':');
-        Ok(())
+        Ok(true)
     }
 
     /// Closes the nested object, if one was opened.
@@ -545,21 +645,25 @@ impl JsonSink<'_> {
 
 impl Sink for JsonSink<'_> {
     fn str_field(&mut self, name: OutName<'_>, value: &str) -> fmt::Result {
-        self.name(name)?;
+        if !self.name(name)? {
+            return Ok(());
+        }
         write_json_string(self.out, value)
     }
 
     fn hex_field(&mut self, name: OutName<'_>, hex: &str) -> fmt::Result {
-        self.name(name)?;
-        self.out.push('"');
-        self.out.push_str(hex);
-        self.out.push('"');
+        if self.name(name)? {
+            self.out.push('"');
+            self.out.push_str(hex);
+            self.out.push('"');
+        }
         Ok(())
     }
 
     fn bool_field(&mut self, name: OutName<'_>, value: bool) -> fmt::Result {
-        self.name(name)?;
-        self.out.push_str(if value { "true" } else { "false" });
+        if self.name(name)? {
+            self.out.push_str(if value { "true" } else { "false" });
+        }
         Ok(())
     }
 }
@@ -601,6 +705,7 @@ mod tests {
             ansi: false,
             sep: "",
             written: 0,
+            names: Names::default(),
         };
         fields.write(Some(ctx), None, &mut sink).unwrap();
         out
@@ -676,6 +781,7 @@ mod tests {
             nest: fields.json_key(),
             comma: true,
             written: 0,
+            names: Names::default(),
         };
         fields.write(Some(&c), None, &mut sink).unwrap();
         sink.finish();
@@ -692,6 +798,7 @@ mod tests {
             nest: None,
             comma: false,
             written: 0,
+            names: Names::default(),
         };
         fields.write(None, None, &mut sink).unwrap();
         sink.finish();

@@ -9,7 +9,7 @@ use tracing_subscriber::fmt::format::{Compact, Format, Full, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::fields::{ContextFields, Ids, JsonSink, TextSink};
+use crate::fields::{ContextFields, Ids, JsonSink, Names, TextSink};
 use crate::sanitize::{LineKind, sanitize_line};
 
 /// The shape of the wrapped formatter's output, which decides where the fields go.
@@ -93,8 +93,17 @@ impl<T: Clone> KnownFormat for Format<tracing_subscriber::fmt::format::Json, T> 
 ///
 /// JSON: `{"timestamp":…,"level":"INFO","fields":{"message":"saved","order":7},
 /// "target":"app","correlation_id":"req-7","trace_id":"4bf9…","span_id":"00f0…",
-/// "tenant_id":"acme","user.id":"alice"}`. Event fields of the same name as a context
-/// field are not removed: JSON readers keep the last one, the context's.
+/// "tenant_id":"acme","user.id":"alice"}`.
+///
+/// # No key twice
+///
+/// No line ever holds a name twice: among the context's fields the first under a
+/// name wins (the ids, then headers — a local field beats a header that maps to the
+/// same name —, then baggage and local fields), and in JSON a context field is left
+/// out when the wrapped formatter already wrote a member of that name (`level`,
+/// `timestamp`, `target`, or an event field flattened to the top level: name those
+/// differently, `upstream_trace_id`). Names log formats own cannot be local fields at
+/// all ([`threadline::names::RESERVED_FIELDS`]).
 ///
 /// # Log forging
 ///
@@ -237,6 +246,7 @@ impl<F> ContextFormat<F> {
                     ansi,
                     sep,
                     written: 0,
+                    names: Names::default(),
                 };
                 with_context(|ctx| self.fields.write(ctx, ids, &mut sink))?;
                 if ended {
@@ -263,6 +273,7 @@ impl<F> ContextFormat<F> {
                     ansi,
                     sep: " ",
                     written: 0,
+                    names: Names::default(),
                 };
                 with_context(|ctx| self.fields.write(ctx, ids, &mut sink))?;
                 if line.len() == prefix {
@@ -286,15 +297,28 @@ impl<F> ContextFormat<F> {
                 let suffix_at = body_end - 1;
                 let before = line[..suffix_at].trim_end();
                 let comma = !before.ends_with('{');
+                // The members the wrapped formatter wrote: a context field never adds a
+                // second member of the same name (readers of JSON keep the last one).
+                let mut names = Names::default();
+                top_level_keys(&line[..body_end], |k| names.add_json_key(k));
+                let nest = self.fields.json_key();
+                if let Some(key) = nest {
+                    if names.contains(key) {
+                        // The nest key is taken: leave the line as the formatter wrote it.
+                        return Ok(());
+                    }
+                    names = Names::default();
+                }
                 // Move the closing brace and whatever followed it aside.
                 let mut tail = smallvec::SmallVec::<[u8; 4]>::new();
                 tail.extend_from_slice(&line.as_bytes()[suffix_at..]);
                 line.truncate(suffix_at);
                 let mut sink = JsonSink {
                     out: line,
-                    nest: self.fields.json_key(),
+                    nest,
                     comma,
                     written: 0,
+                    names,
                 };
                 let res = with_context(|ctx| self.fields.write(ctx, ids, &mut sink));
                 sink.finish();
@@ -303,6 +327,49 @@ impl<F> ContextFormat<F> {
             }
         }
         Ok(())
+    }
+}
+
+/// Calls `each` with the raw text (between the quotes) of every top-level member name
+/// of the JSON object `s` (the wrapped formatter's output, so well formed).
+fn top_level_keys(s: &str, mut each: impl FnMut(&str)) {
+    let b = s.as_bytes();
+    let Some(open) = b.iter().position(|&c| c == b'{') else {
+        return;
+    };
+    let mut i = open + 1;
+    let mut depth = 0usize;
+    let mut expect_key = true;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                let end = i.min(b.len());
+                if depth == 0 && expect_key {
+                    if let Some(key) = s.get(start..end) {
+                        each(key);
+                    }
+                    expect_key = false;
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return;
+                }
+                depth -= 1;
+            }
+            b',' if depth == 0 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
     }
 }
 

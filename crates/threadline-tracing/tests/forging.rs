@@ -250,3 +250,113 @@ fn the_sanitizer_directly() {
         assert_eq!(v["message"], value);
     }
 }
+
+/// The names of a JSON line's top-level members, in order, duplicates included (a
+/// `serde_json::Value` would have kept only the last one).
+fn top_level_names(line: &str) -> Vec<String> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Names;
+    impl<'de> Visitor<'de> for Names {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut names = Vec::new();
+            while let Some((k, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                names.push(k);
+            }
+            Ok(names)
+        }
+    }
+    serde_json::Deserializer::from_str(line)
+        .deserialize_map(Names)
+        .unwrap()
+}
+
+#[test]
+fn no_line_ever_holds_a_key_twice() {
+    // A trusted caller (or producer) that tries to set log keys: every name a log
+    // format owns is refused as a local field, and what remains is written once.
+    let policy = threadline::Policy::builder()
+        .capture_all_except(Vec::<String>::new())
+        .fields_over_http(true)
+        .build()
+        .unwrap();
+    let mut h = http::HeaderMap::new();
+    for (k, v) in [
+        ("x-correlation-id", "req-1"),
+        ("tl-field-level", "ERROR"),
+        ("tl-field-message", "forged"),
+        ("tl-field-timestamp", "1970"),
+        ("tl-field-correlation_id", "forged-id"),
+        ("tl-field-tenant_id", "from-the-field"),
+        ("x-tenant-id", "from-the-header"),
+        ("x-level", "header-derived"),
+        ("x-target", "header-derived"),
+    ] {
+        h.insert(
+            http::HeaderName::from_static(k),
+            http::HeaderValue::from_static(v),
+        );
+    }
+    let captured = policy.capture(&h, Trust::Trusted);
+    let ctx = captured.context;
+    for f in ["level", "message", "timestamp", "correlation_id"] {
+        assert_eq!(ctx.field(f), None, "{f} is refused as a local field");
+    }
+
+    let json = Capture::new();
+    let flat = Capture::new();
+    let text = Capture::new();
+    let dispatch = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(
+                threadline_tracing::json_layer()
+                    .event_format(ContextFormat::json())
+                    .with_writer(json.clone()),
+            )
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .event_format(ContextFormat::new(fmt::format().json().flatten_event(true)))
+                    .with_writer(flat.clone()),
+            )
+            .with(
+                threadline_tracing::layer()
+                    .event_format(ContextFormat::text())
+                    .with_ansi(false)
+                    .with_writer(text.clone()),
+            ),
+    );
+    tracing::dispatcher::with_default(&dispatch, || {
+        ctx.sync_scope(|| tracing::info!(span_id = "an event field", "hello"));
+    });
+    for (name, out) in [("json", &json), ("flattened json", &flat)] {
+        for line in out.lines() {
+            let names = top_level_names(&line);
+            let mut sorted = names.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), names.len(), "{name}: a key twice: {line}");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["level"], "INFO", "{name}: {line}");
+            assert_eq!(v["correlation_id"], "req-1", "{name}: {line}");
+            assert_eq!(
+                v["tenant_id"], "from-the-field",
+                "{name}: a local field wins"
+            );
+        }
+    }
+    for line in text.lines() {
+        let pairs: Vec<&str> = line
+            .split(' ')
+            .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+            .collect();
+        let mut sorted = pairs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), pairs.len(), "text: a key twice: {line}");
+    }
+}
