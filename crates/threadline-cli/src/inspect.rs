@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
+use http::HeaderName;
 use threadline::codec::{B3, Baggage, CorrelationId, TraceParent, TraceState};
+use threadline::{CarrierKind, CarrierValue, Extractor, IdOrigin, Policy, Reason, Trust};
 
 /// One `name: value` line given on the command line or stdin.
 pub struct Input {
@@ -34,8 +36,137 @@ fn shown(v: &str) -> String {
     v.escape_debug().to_string()
 }
 
+/// How the headers are judged: by which policy, from which caller, on which carrier.
+pub struct Options {
+    /// The policy (the default one unless a policy file was given).
+    pub policy: Policy,
+    /// The caller is outside the trust boundary.
+    pub untrusted: bool,
+    /// The headers came with a message or job (local fields travel there), not HTTP.
+    pub message: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            policy: Policy::default(),
+            untrusted: false,
+            message: false,
+        }
+    }
+}
+
+/// The inputs as a carrier: names matched ignoring case, every value kept (two inputs
+/// of one name are a duplicate, as on the wire).
+struct Lines<'i> {
+    inputs: &'i [Input],
+    kind: CarrierKind,
+}
+
+impl<'i> Extractor for Lines<'i> {
+    fn kind(&self) -> CarrierKind {
+        self.kind
+    }
+
+    fn get_all<'a>(
+        &'a self,
+        name: &HeaderName,
+    ) -> impl Iterator<Item = CarrierValue<'a>> + use<'a, 'i> {
+        let name = name.as_str().to_owned();
+        self.inputs
+            .iter()
+            .filter(move |i| i.name.eq_ignore_ascii_case(&name))
+            .map(|i| CarrierValue::Text(i.value.as_str()))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        let mut seen: Vec<&str> = Vec::new();
+        self.inputs.iter().filter_map(move |i| {
+            (!seen.contains(&i.name.as_str())).then(|| {
+                seen.push(i.name.as_str());
+                i.name.as_str()
+            })
+        })
+    }
+}
+
+/// What a service with `opts.policy` would keep from the inputs, and what it would drop
+/// and why (the capture itself, not a second reading of the rules). `false` when
+/// anything was dropped.
+fn capture_section(out: &mut String, inputs: &[Input], opts: &Options) -> bool {
+    let carrier = Lines {
+        inputs,
+        kind: if opts.message {
+            CarrierKind::Message
+        } else {
+            CarrierKind::Http
+        },
+    };
+    let trust = if opts.untrusted {
+        Trust::Untrusted
+    } else {
+        Trust::Trusted
+    };
+    let captured = opts.policy.capture(&carrier, trust);
+    let ctx = &captured.context;
+    let _ = writeln!(
+        out,
+        "\ncaptured ({} caller, {} carrier):",
+        if opts.untrusted {
+            "an untrusted"
+        } else {
+            "a trusted"
+        },
+        if opts.message { "a message" } else { "an HTTP" },
+    );
+    if let Some(id) = ctx.correlation_id() {
+        let origin = match ctx.correlation_id_origin() {
+            Some(IdOrigin::Received) => "received, as validated",
+            _ => "minted here: none usable was sent",
+        };
+        let _ = writeln!(out, "  correlation id  {} ({origin})", shown(id.as_str()));
+    }
+    if let Some(t) = ctx.trace() {
+        match t.parent_id() {
+            Some(parent) => {
+                let _ = writeln!(
+                    out,
+                    "  trace           continues {} from parent {parent}, sampled: {}",
+                    t.trace_id(),
+                    t.is_sampled()
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  trace           a new root {}", t.trace_id());
+            }
+        }
+        if let Some(ts) = t.tracestate() {
+            let _ = writeln!(out, "  tracestate      {} (forwarded)", ts.as_str());
+        }
+    }
+    if let Some(b) = ctx.baggage() {
+        let _ = writeln!(out, "  baggage         {} (forwarded)", b.as_str());
+    }
+    for (name, value) in ctx.headers() {
+        let _ = writeln!(out, "  header          {name}: {}", shown(value));
+    }
+    for (name, value) in ctx.fields() {
+        let _ = writeln!(out, "  local field     {name} = {}", shown(value));
+    }
+    for r in captured.report.iter() {
+        let why = match r.reason {
+            Reason::Untrusted if r.name == "baggage" => "not accepted from an untrusted caller \
+                 (edge mode drops baggage unless the policy opts in with untrusted_baggage)"
+                .to_owned(),
+            reason => reason.to_string(),
+        };
+        let _ = writeln!(out, "  left out        {}: {why}", r.name);
+    }
+    captured.report.is_empty()
+}
+
 /// The report for a set of headers, and whether everything was valid.
-pub fn inspect(inputs: &[Input]) -> (String, bool) {
+pub fn inspect(inputs: &[Input], opts: &Options) -> (String, bool) {
     let mut out = String::new();
     let mut all_ok = true;
     let mut bad = |out: &mut String, msg: &str| {
@@ -76,8 +207,19 @@ pub fn inspect(inputs: &[Input]) -> (String, bool) {
                     Err(e) => bad(&mut out, &format!("{e} → a new trace would be started")),
                 }
             }
+            "tracestate" if v.split(',').all(|m| m.trim().is_empty()) => {
+                let _ = writeln!(out, "  ok       empty: no list, never forwarded");
+            }
             "tracestate" => match TraceState::decode(v.as_bytes()) {
                 Ok(ts) => {
+                    let sent = v.split(',').filter(|m| !m.trim().is_empty()).count();
+                    if sent > ts.len() {
+                        let _ = writeln!(
+                            out,
+                            "  note     duplicate key: the list is kept without the later \
+                             duplicate(s), and the capture reports it"
+                        );
+                    }
                     let _ = writeln!(
                         out,
                         "  ok       {} member(s), {} bytes",
@@ -175,6 +317,18 @@ pub fn inspect(inputs: &[Input]) -> (String, bool) {
                     &format!("{e} → a new id would be minted; the value is never logged"),
                 ),
             },
+            name if name.starts_with(opts.policy.field_prefix()) => {
+                let field = &name[opts.policy.field_prefix().len()..];
+                let decoded = threadline::codec::percent_decode(v);
+                let _ = writeln!(
+                    out,
+                    "  note     local field {} = {}: kept only from trusted sources, on \
+                     messages (or HTTP with fields_over_http); names log formats own and \
+                     values with control or invisible characters (once decoded) are refused",
+                    shown(field),
+                    shown(&decoded)
+                );
+            }
             _ => {
                 let clean = v.bytes().all(|b| (0x20..0x7f).contains(&b));
                 if clean && v.len() <= 4096 {
@@ -203,7 +357,8 @@ pub fn inspect(inputs: &[Input]) -> (String, bool) {
             "tracestate without a valid traceparent is ignored",
         );
     }
-    (out, all_ok)
+    let kept_all = capture_section(&mut out, inputs, opts);
+    (out, all_ok && kept_all)
 }
 
 fn describe_b3(out: &mut String, b3: &B3) {
@@ -218,8 +373,17 @@ fn describe_b3(out: &mut String, b3: &B3) {
     if let Some(p) = b3.parent_span_id() {
         let _ = writeln!(out, "           parent span-id {p}");
     }
-    if let Some(s) = b3.sampling() {
-        let _ = writeln!(out, "           sampling {s:?}");
+    match b3.sampling() {
+        Some(s) => {
+            let _ = writeln!(out, "           sampling {s:?}");
+        }
+        None if b3.ids().is_some() => {
+            let _ = writeln!(
+                out,
+                "           sampling deferred (none sent): maps to traceparent flags 00"
+            );
+        }
+        None => {}
     }
     if let Some(tp) = b3.to_trace_parent() {
         let _ = writeln!(out, "           as W3C: {tp}");
@@ -231,8 +395,160 @@ mod tests {
     use super::*;
 
     fn run(lines: &[&str]) -> (String, bool) {
+        run_with(lines, &Options::default())
+    }
+
+    fn run_with(lines: &[&str], opts: &Options) -> (String, bool) {
         let inputs: Vec<Input> = lines.iter().map(|l| parse_line(l).unwrap()).collect();
-        inspect(&inputs)
+        inspect(&inputs, opts)
+    }
+
+    const TP: &str = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn untrusted_message(policy: Policy) -> Options {
+        Options {
+            policy,
+            untrusted: true,
+            message: true,
+        }
+    }
+
+    #[test]
+    fn untrusted_sources_set_no_trusted_header_and_no_local_field() {
+        let policy = Policy::builder()
+            .header_rule(threadline::HeaderRule::new("x-tenant-id").trusted_only())
+            .build()
+            .unwrap();
+        let (out, ok) = run_with(
+            &["x-tenant-id: mallory", "tl-field-user.id: mallory"],
+            &untrusted_message(policy.clone()),
+        );
+        assert!(!ok);
+        assert!(
+            out.contains("left out        x-tenant-id: not accepted from an untrusted caller"),
+            "{out}"
+        );
+        assert!(
+            out.contains("left out        tl-field-user.id: not accepted from an untrusted caller"),
+            "{out}"
+        );
+        let trusted = Options {
+            policy,
+            untrusted: false,
+            message: true,
+        };
+        let (out, ok) = run_with(&["x-tenant-id: acme", "tl-field-user.id: alice"], &trusted);
+        assert!(ok, "{out}");
+        assert!(out.contains("header          x-tenant-id: acme"), "{out}");
+        assert!(out.contains("local field     user.id = alice"), "{out}");
+    }
+
+    #[test]
+    fn local_field_names_and_decoded_values_are_checked() {
+        let trusted_message = Options {
+            message: true,
+            ..Options::default()
+        };
+        let (out, ok) = run_with(
+            &[
+                "tl-field-level: ERROR",
+                "tl-field-item: Kettle%E2%80%AEgpj.exe",
+            ],
+            &trusted_message,
+        );
+        assert!(!ok);
+        assert!(
+            out.contains("tl-field-level: local field name not allowed"),
+            "{out}"
+        );
+        assert!(
+            out.contains("tl-field-item: control, non-ASCII or non-UTF-8 characters"),
+            "{out}"
+        );
+        assert!(!out.contains('\u{202e}'), "shown escaped: {out}");
+    }
+
+    #[test]
+    fn baggage_is_cleaned_and_follows_trust_at_the_edge() {
+        let (out, ok) = run(&["baggage: a=1,,b=2,"]);
+        assert!(!ok);
+        assert!(out.contains("list has an empty member"), "{out}");
+        assert!(out.contains("baggage         a=1,b=2 (forwarded)"), "{out}");
+        let edge = Policy::builder()
+            .untrusted_start_fresh(true, true)
+            .build()
+            .unwrap();
+        let (out, _) = run_with(&["baggage: user.id=mallory"], &untrusted_message(edge));
+        assert!(
+            out.contains("baggage: not accepted from an untrusted caller (edge mode"),
+            "{out}"
+        );
+        assert!(!out.contains("(forwarded)"), "{out}");
+    }
+
+    #[test]
+    fn correlation_ids_are_kept_as_validated() {
+        let (out, ok) = run(&["x-correlation-id:   req-7  "]);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("correlation id  req-7 (received, as validated)"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn tracestate_follows_the_current_key_grammar() {
+        let (out, ok) = run(&[
+            TP,
+            "tracestate: foo@@bar=1,1abc=2,t@vvvvvvvvvvvvvvv=3,foo@=4",
+        ]);
+        assert!(ok, "{out}");
+        assert!(out.contains("4 member(s)"), "{out}");
+        let (out, ok) = run(&[TP, "tracestate: a=1,b=2,a=3"]);
+        assert!(!ok, "a duplicate is reported");
+        assert!(out.contains("tracestate      a=1,b=2 (forwarded)"), "{out}");
+        assert!(out.contains("tracestate: duplicate key"), "{out}");
+        let (out, ok) = run(&[TP, "tracestate: "]);
+        assert!(ok, "{out}");
+        assert!(out.contains("empty: no list, never forwarded"), "{out}");
+        assert!(!out.contains("(forwarded)"), "{out}");
+    }
+
+    #[test]
+    fn b3_flags_sampled_words_and_deferred_sampling() {
+        let b3 = |extra: &[&str]| {
+            let mut lines = vec![
+                "x-b3-traceid: 80f198ee56343ba864fe8b2a57d3eff7",
+                "x-b3-spanid: e457b5a2e4d86bd1",
+            ];
+            lines.extend_from_slice(extra);
+            run(&lines)
+        };
+        let (out, _) = b3(&["x-b3-flags: 0", "x-b3-sampled: true"]);
+        assert!(out.contains("sampling Accept"), "{out}");
+        assert!(
+            out.contains("as W3C: 00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01"),
+            "{out}"
+        );
+        let (out, _) = b3(&["x-b3-sampled: false"]);
+        assert!(out.contains("sampling Deny"), "{out}");
+        let (out, _) = run(&["b3: 80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1"]);
+        assert!(
+            out.contains("deferred (none sent): maps to traceparent flags 00"),
+            "{out}"
+        );
+        assert!(out.contains("-e457b5a2e4d86bd1-00"), "{out}");
+    }
+
+    #[test]
+    fn names_differing_only_in_case_are_duplicates() {
+        let (out, ok) = run(&[
+            TP,
+            "Traceparent: 00-11111111111111111111111111111111-2222222222222222-01",
+        ]);
+        assert!(!ok);
+        assert!(out.contains("appears more than once"), "{out}");
+        assert!(out.contains("trace           a new root"), "{out}");
     }
 
     #[test]

@@ -31,6 +31,23 @@ enum Command {
     Inspect {
         /// `Name: value` pairs; read from stdin, one per line, when none are given.
         headers: Vec<String>,
+        /// Judge the headers as coming from an untrusted caller (trusted-only headers,
+        /// local fields and, in edge mode, ids and baggage are refused).
+        #[arg(long)]
+        untrusted: bool,
+        /// Judge them as the headers of a message or job (where local fields
+        /// `tl-field-*` travel) rather than of an HTTP request.
+        #[arg(long)]
+        message: bool,
+        /// A policy file (TOML, see threadline::PolicyConfig); the default policy otherwise.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<std::path::PathBuf>,
+        /// Add a custom header to the default policy (repeatable).
+        #[arg(long = "header", value_name = "NAME")]
+        extra_headers: Vec<String>,
+        /// Add a trusted-only custom header to the default policy (repeatable).
+        #[arg(long = "trusted-only", value_name = "NAME")]
+        trusted_only: Vec<String>,
     },
 }
 
@@ -44,7 +61,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Inspect { headers } => {
+        Command::Inspect {
+            headers,
+            untrusted,
+            message,
+            policy,
+            extra_headers,
+            trusted_only,
+        } => {
+            let policy = match inspect_policy(policy.as_deref(), &extra_headers, &trusted_only) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("threadline inspect: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = inspect::Options {
+                policy,
+                untrusted,
+                message,
+            };
             let lines: Vec<String> = if headers.is_empty() {
                 if std::io::stdin().is_terminal() {
                     eprintln!(
@@ -71,7 +107,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            let (report, ok) = inspect::inspect(&inputs);
+            let (report, ok) = inspect::inspect(&inputs, &opts);
             print!("{report}");
             if ok {
                 ExitCode::SUCCESS
@@ -80,4 +116,32 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The policy `inspect` judges by: a file, or the default with extra header rules.
+fn inspect_policy(
+    file: Option<&std::path::Path>,
+    headers: &[String],
+    trusted_only: &[String],
+) -> Result<threadline::Policy, String> {
+    if let Some(path) = file {
+        if !headers.is_empty() || !trusted_only.is_empty() {
+            return Err(
+                "--header and --trusted-only add to the default policy; with \
+                        --policy, list the headers in the file"
+                    .into(),
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return threadline::Policy::from_toml(&text).map_err(|e| e.to_string());
+    }
+    let mut b = threadline::Policy::builder();
+    for h in headers {
+        b = b.header(h.as_str());
+    }
+    for h in trusted_only {
+        b = b.header_rule(threadline::HeaderRule::new(h.as_str()).trusted_only());
+    }
+    b.build().map_err(|e| e.to_string())
 }

@@ -59,7 +59,10 @@ impl fmt::Display for Reason {
             Reason::Untrusted => f.write_str("not accepted from an untrusted caller"),
             Reason::ReplacedAtEdge => f.write_str("replaced at the trust boundary"),
             Reason::WrongType => f.write_str("value is not text"),
-            Reason::BaggageMembersDropped(n) => write!(f, "{n} baggage member(s) dropped"),
+            Reason::BaggageMembersDropped(n) => write!(
+                f,
+                "{n} baggage member(s) dropped (invalid, empty or over the limits)"
+            ),
             Reason::TraceStateTrimmed => f.write_str("tracestate trimmed to the limit"),
             Reason::BaggageMembersUntrusted(n) => {
                 write!(f, "{n} baggage member(s) from an untrusted caller dropped")
