@@ -133,6 +133,9 @@
 
 mod carrier;
 mod consume;
+#[cfg(feature = "jetstream")]
+pub mod dead_letter;
+pub mod malformed;
 mod publish;
 
 pub use carrier::{NatsHeaders, NatsHeadersMut};
