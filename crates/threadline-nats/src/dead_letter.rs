@@ -208,7 +208,7 @@ impl DeadLetters {
             .await?;
         // The subscription is in place once the server has answered a request sent
         // after it on the same connection.
-        js.query_account().await?;
+        let _: Response<serde_json::Value> = js.request("INFO", &()).await?;
         Ok(DeadLetters {
             js,
             stream: stream.to_owned(),
@@ -231,7 +231,10 @@ impl DeadLetters {
     }
 
     /// Reads the message an advisory names from its stream.
-    pub async fn fetch(&self, advisory: &MaxDeliveries) -> Result<Undeliverable, async_nats::Error> {
+    pub async fn fetch(
+        &self,
+        advisory: &MaxDeliveries,
+    ) -> Result<Undeliverable, async_nats::Error> {
         let raw = get_raw(&self.js, &advisory.stream, advisory.stream_sequence).await?;
         let headers = match raw.headers {
             Some(h) if !h.is_empty() => Some(RawHeaders::parse(&STANDARD.decode(h)?)),

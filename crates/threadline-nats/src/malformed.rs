@@ -106,9 +106,7 @@ pub fn check(block: &[u8]) -> Result<(), Malformation> {
         if line.is_empty() {
             continue;
         }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or(Malformation::LineWithoutColon)?;
+        let (name, value) = line.split_once(':').ok_or(Malformation::LineWithoutColon)?;
         // The name is not trimmed by the client: a space before the colon is refused.
         if async_nats::HeaderName::from_str(name).is_err() {
             return Err(Malformation::InvalidName);
@@ -202,7 +200,9 @@ impl RawHeaders {
                     b"".as_slice()
                 }
             };
-            while let Some(more) = lines.next_if(|l| l.first().is_some_and(|&b| b == b' ' || b == b'\t')) {
+            while let Some(more) =
+                lines.next_if(|l| l.first().is_some_and(|&b| b == b' ' || b == b'\t'))
+            {
                 let more = more.trim_ascii();
                 if !more.is_empty() {
                     if !value.is_empty() {
@@ -236,7 +236,9 @@ impl RawHeaders {
             None => (rest, &b""[..]),
         };
         if status.len() == 3 && status.iter().all(u8::is_ascii_digit) {
-            self.status = std::str::from_utf8(status).ok().and_then(|s| s.parse().ok());
+            self.status = std::str::from_utf8(status)
+                .ok()
+                .and_then(|s| s.parse().ok());
         }
         if !description.is_empty() {
             self.description = Some(String::from_utf8_lossy(description).into_owned());
@@ -290,21 +292,48 @@ mod tests {
             (b"NATS/1.0 408 Request Timeout\r\n\r\n", Ok(())),
             (b"NATS/1.0\r\n: empty name\r\n\r\n", Ok(())),
             (b"NATS/1.0\r\nX: a\x01b\r\n\r\n", Ok(())),
-            (b"NATS/1.0\r\nX: a\r\r\n\r\n", Ok(()), ),
+            (b"NATS/1.0\r\nX: a\r\r\n\r\n", Ok(())),
             (b"NATS/1.0\r\nX: a\r\n  continued\r\n\r\n", Ok(())),
-            (b"NATS/1.0\r\nX: caf\xe9\r\n\r\n", Err(Malformation::NotUtf8)),
+            (
+                b"NATS/1.0\r\nX: caf\xe9\r\n\r\n",
+                Err(Malformation::NotUtf8),
+            ),
             (b"", Err(Malformation::NoVersionLine)),
             (b"NATS/2.0\r\nX: a\r\n\r\n", Err(Malformation::BadVersion)),
             (b"NATS/1.0 ok\r\n\r\n", Err(Malformation::BadStatus)),
             (b"NATS/1.0 99\r\n\r\n", Err(Malformation::BadStatus)),
-            (b"NATS/1.0\r\nnocolon\r\n\r\n", Err(Malformation::LineWithoutColon)),
-            (b"NATS/1.0\r\nX: a\nb\r\n\r\n", Err(Malformation::LineWithoutColon)),
-            (b"NATS/1.0\r\nX Tenant: a\r\n\r\n", Err(Malformation::InvalidName)),
-            (b"NATS/1.0\r\nX-Tenant : a\r\n\r\n", Err(Malformation::InvalidName)),
-            (b"NATS/1.0\r\nX\tT: a\r\n\r\n", Err(Malformation::InvalidName)),
-            (b"NATS/1.0\r\nX-T\xc3\xa9: a\r\n\r\n", Err(Malformation::InvalidName)),
-            (b"NATS/1.0\r\n folded: a\r\n\r\n", Err(Malformation::InvalidName)),
-            (b"NATS/1.0\r\nX: a\rb\r\n\r\n", Err(Malformation::CarriageReturnInValue)),
+            (
+                b"NATS/1.0\r\nnocolon\r\n\r\n",
+                Err(Malformation::LineWithoutColon),
+            ),
+            (
+                b"NATS/1.0\r\nX: a\nb\r\n\r\n",
+                Err(Malformation::LineWithoutColon),
+            ),
+            (
+                b"NATS/1.0\r\nX Tenant: a\r\n\r\n",
+                Err(Malformation::InvalidName),
+            ),
+            (
+                b"NATS/1.0\r\nX-Tenant : a\r\n\r\n",
+                Err(Malformation::InvalidName),
+            ),
+            (
+                b"NATS/1.0\r\nX\tT: a\r\n\r\n",
+                Err(Malformation::InvalidName),
+            ),
+            (
+                b"NATS/1.0\r\nX-T\xc3\xa9: a\r\n\r\n",
+                Err(Malformation::InvalidName),
+            ),
+            (
+                b"NATS/1.0\r\n folded: a\r\n\r\n",
+                Err(Malformation::InvalidName),
+            ),
+            (
+                b"NATS/1.0\r\nX: a\rb\r\n\r\n",
+                Err(Malformation::CarriageReturnInValue),
+            ),
         ];
         for (block, want) in cases {
             assert_eq!(check(block), *want, "{:?}", String::from_utf8_lossy(block));
@@ -320,7 +349,11 @@ mod tests {
               baggage: a=1,\r\n b=2\r\nnocolon\r\nX: a\rb\r\nx-tenant-id: second\r\n\r\n",
         );
         assert_eq!(h.malformation(), Some(Malformation::NotUtf8));
-        assert_eq!(h.skipped_lines(), 3, "`X Bad`, `nocolon`, the value with a CR");
+        assert_eq!(
+            h.skipped_lines(),
+            3,
+            "`X Bad`, `nocolon`, the value with a CR"
+        );
         assert_eq!(h.headers()["x-correlation-id"], "order-42");
         let tenants: Vec<_> = h.headers().get_all("x-tenant-id").iter().collect();
         assert_eq!(tenants, [&b"caf\xe9"[..], b"second"]);
@@ -328,7 +361,10 @@ mod tests {
         assert_eq!((h.status(), h.description()), (None, None));
 
         let h = RawHeaders::parse(b"NATS/1.0 503 No Responders\r\n\r\n");
-        assert_eq!((h.status(), h.description()), (Some(503), Some("No Responders")));
+        assert_eq!(
+            (h.status(), h.description()),
+            (Some(503), Some("No Responders"))
+        );
         assert!(h.headers().is_empty());
         assert_eq!(h.malformation(), None);
 

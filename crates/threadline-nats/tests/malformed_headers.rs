@@ -25,7 +25,8 @@ fn policy() -> Policy {
     Policy::builder().header("x-tenant-id").build().unwrap()
 }
 
-const NON_UTF8_VALUE: &[u8] = b"NATS/1.0\r\nx-correlation-id: bad-1\r\nx-tenant-id: caf\xe9\r\n\r\n";
+const NON_UTF8_VALUE: &[u8] =
+    b"NATS/1.0\r\nx-correlation-id: bad-1\r\nx-tenant-id: caf\xe9\r\n\r\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_malformed_block_drops_the_connection_and_loses_what_was_in_flight() {
@@ -52,9 +53,17 @@ async fn core_malformed_block_drops_the_connection_and_loses_what_was_in_flight(
         publisher.good(&subject, &format!("after-{i}"));
     }
     publisher.flush().await.unwrap();
-    assert!(events.wait_for("disconnected", 1, WAIT).await, "{:?}", events.all());
+    assert!(
+        events.wait_for("disconnected", 1, WAIT).await,
+        "{:?}",
+        events.all()
+    );
     gate.open();
-    assert!(events.wait_for("connected", 1, WAIT).await, "{:?}", events.all());
+    assert!(
+        events.wait_for("connected", 1, WAIT).await,
+        "{:?}",
+        events.all()
+    );
 
     // Delivered before the drop: the three good messages before the bad one. Then
     // the subscription, renewed on the new connection, receives what comes next.
@@ -77,15 +86,30 @@ async fn core_malformed_block_drops_the_connection_and_loses_what_was_in_flight(
 const VARIANTS: &[(&str, &[u8])] = &[
     ("well-formed", b"NATS/1.0\r\nx-tenant-id: acme\r\n\r\n"),
     ("empty name", b"NATS/1.0\r\n: v\r\n\r\n"),
-    ("control byte in a value", b"NATS/1.0\r\nx-tenant-id: a\x01b\r\n\r\n"),
+    (
+        "control byte in a value",
+        b"NATS/1.0\r\nx-tenant-id: a\x01b\r\n\r\n",
+    ),
     ("no final empty line", b"NATS/1.0\r\nx-tenant-id: acme\r\n"),
-    ("non-UTF-8 value", b"NATS/1.0\r\nx-tenant-id: caf\xe9\r\n\r\n"),
+    (
+        "non-UTF-8 value",
+        b"NATS/1.0\r\nx-tenant-id: caf\xe9\r\n\r\n",
+    ),
     ("space in a name", b"NATS/1.0\r\nX Tenant: acme\r\n\r\n"),
-    ("space before the colon", b"NATS/1.0\r\nx-tenant-id : acme\r\n\r\n"),
+    (
+        "space before the colon",
+        b"NATS/1.0\r\nx-tenant-id : acme\r\n\r\n",
+    ),
     ("tab in a name", b"NATS/1.0\r\nx\ttenant: acme\r\n\r\n"),
-    ("non-ASCII name", b"NATS/1.0\r\nx-t\xc3\xa9nant: acme\r\n\r\n"),
+    (
+        "non-ASCII name",
+        b"NATS/1.0\r\nx-t\xc3\xa9nant: acme\r\n\r\n",
+    ),
     ("line without a colon", b"NATS/1.0\r\nacme\r\n\r\n"),
-    ("bare line feed in a value", b"NATS/1.0\r\nx-tenant-id: a\nb\r\n\r\n"),
+    (
+        "bare line feed in a value",
+        b"NATS/1.0\r\nx-tenant-id: a\nb\r\n\r\n",
+    ),
     ("other version", b"NATS/2.0\r\nx-tenant-id: acme\r\n\r\n"),
     ("text status", b"NATS/1.0 fine\r\n\r\n"),
 ];
@@ -103,14 +127,23 @@ async fn core_each_refused_variant_drops_the_connection_as_check_predicts() {
         let subject = unique("threadline.test.malformed.variant");
         let mut sub = client.subscribe(subject.clone()).await.unwrap();
         support::live(&client, &mut sub, &subject).await;
-        publisher.hpub(&subject, block, b"variant").flush().await.unwrap();
+        publisher
+            .hpub(&subject, block, b"variant")
+            .flush()
+            .await
+            .unwrap();
         let predicted = check(block);
         match predicted {
             Ok(()) => {
                 let msg = timeout(WAIT, sub.next()).await.unwrap().unwrap();
                 assert_eq!(&msg.payload[..], b"variant", "{name}");
                 client.flush().await.unwrap();
-                assert_eq!(events.count("disconnected"), 0, "{name}: {:?}", events.all());
+                assert_eq!(
+                    events.count("disconnected"),
+                    0,
+                    "{name}: {:?}",
+                    events.all()
+                );
             }
             Err(why) => {
                 assert!(!why.kills_client(), "{name}");
@@ -145,7 +178,11 @@ async fn core_carriage_return_in_a_value_kills_the_client_for_good() {
     let subject = unique("threadline.test.malformed.cr");
     let mut sub = client.subscribe(subject.clone()).await.unwrap();
     support::live(&client, &mut sub, &subject).await;
-    publisher.hpub(&subject, block, b"cr").flush().await.unwrap();
+    publisher
+        .hpub(&subject, block, b"cr")
+        .flush()
+        .await
+        .unwrap();
 
     // The connection task panicked: the subscription ends, nothing can be sent, and the
     // client never reconnects.
@@ -162,8 +199,16 @@ async fn core_carriage_return_in_a_value_kills_the_client_for_good() {
     assert!(client.flush().await.is_err());
     assert!(client.subscribe(subject.clone()).await.is_err());
     tokio::time::sleep(QUIET).await;
-    println!("state {:?}, events {:?}", client.connection_state(), events.all());
-    assert_eq!(events.all(), ["connected"], "no disconnect, no reconnect reported");
+    println!(
+        "state {:?}, events {:?}",
+        client.connection_state(),
+        events.all()
+    );
+    assert_eq!(
+        events.all(),
+        ["connected"],
+        "no disconnect, no reconnect reported"
+    );
 }
 
 use async_nats::jetstream::{self, consumer::pull, stream};
@@ -195,7 +240,10 @@ async fn stream_with_burst(
         let payload = format!("good-{i}");
         publisher.good(&subject, &payload);
         good.push(payload);
-        if per_gap > 0 && (i + 1) % per_gap == 0 && let Some((tag, block)) = bad.get((i + 1) / per_gap - 1) {
+        if per_gap > 0
+            && (i + 1) % per_gap == 0
+            && let Some((tag, block)) = bad.get((i + 1) / per_gap - 1)
+        {
             publisher.hpub(&subject, block, tag.as_bytes());
         }
     }
@@ -266,7 +314,9 @@ async fn jetstream_without_max_deliver_the_malformed_message_comes_back_and_drop
     // The bad message (sequence 6) comes back every ack_wait and drops the connection
     // each time; the good messages pulled in the same batch behind it are lost with it
     // and come back with it, behind it again.
-    let dropped = events.wait_for("disconnected", 3, Duration::from_secs(30)).await;
+    let dropped = events
+        .wait_for("disconnected", 3, Duration::from_secs(30))
+        .await;
     task.abort();
     let mut handled = std::collections::BTreeSet::new();
     while let Ok(payload) = rx.try_recv() {
@@ -275,13 +325,141 @@ async fn jetstream_without_max_deliver_the_malformed_message_comes_back_and_drop
     let mut consumer = consumer;
     let info = consumer.info().await.unwrap().clone();
     js.delete_stream(&name).await.unwrap();
-    println!("events {:?}, handled {handled:?}, info {info:?}", events.all());
+    println!(
+        "events {:?}, handled {handled:?}, info {info:?}",
+        events.all()
+    );
     assert!(dropped, "{:?}", events.all());
     assert!(!handled.contains("bad"));
     for before in &good[..5] {
         assert!(handled.contains(before), "{before}");
     }
-    assert_eq!(info.ack_floor.stream_sequence, 5, "stuck before the bad message");
+    assert_eq!(
+        info.ack_floor.stream_sequence, 5,
+        "stuck before the bad message"
+    );
     assert!(info.num_ack_pending >= 1);
-    assert_eq!(info.num_pending, 0, "everything delivered, not everything handled");
+    assert_eq!(
+        info.num_pending, 0,
+        "everything delivered, not everything handled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message() {
+    let test = "jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message";
+    let Some((consumer_client, events)) = client(test, None).await else {
+        return;
+    };
+    // The dead letters are watched on a connection of their own.
+    let Some((watcher, watcher_events)) = client(test, None).await else {
+        return;
+    };
+    let Some(mut publisher) = raw(test).await else {
+        return;
+    };
+    let js = jetstream::new(consumer_client);
+    let name = unique("THREADLINE_POISON_DLQ");
+    let bad: &[(&str, &[u8])] = &[
+        ("bad-utf8", b"NATS/1.0\r\nx-correlation-id: bad-utf8\r\nx-tenant-id: caf\xe9\r\n\r\n"),
+        ("bad-name", b"NATS/1.0\r\nX Tenant: acme\r\nx-correlation-id: bad-name\r\nx-tenant-id: acme\r\n\r\n"),
+        ("bad-colon", b"NATS/1.0\r\nx-correlation-id: bad-colon\r\nacme\r\n\r\n"),
+    ];
+    let (stream, good) = stream_with_burst(&js, &mut publisher, &name, 12, bad).await;
+    // Test-sized bounds: two deliveries, one second apart.
+    let config = pull::Config {
+        max_deliver: 2,
+        ack_wait: Duration::from_secs(1),
+        backoff: Vec::new(),
+        ..recommended_pull_config("orders")
+    };
+    let mut dead = DeadLetters::watch(jetstream::new(watcher), &name, "orders")
+        .await
+        .unwrap();
+    let consumer = stream.create_consumer(config).await.unwrap();
+    let restorer = Restorer::new(policy()).trust(Trust::Trusted);
+    let (tx, mut rx) = support::seen();
+    let task = consume(consumer.clone(), restorer.clone(), tx);
+
+    // Every message is handled once through one path or the other: the consumer, or
+    // the dead letters (the bad ones, and any good one that ran out of deliveries
+    // because it was in flight behind a bad one each time).
+    let mut handled = std::collections::BTreeSet::new();
+    let mut letters = Vec::new();
+    let all = good.len() + bad.len();
+    let finished = timeout(Duration::from_secs(60), async {
+        while handled.len() + letters.len() < all {
+            tokio::select! {
+                Some(payload) = rx.recv() => { handled.insert(payload); }
+                Some(letter) = dead.next() => {
+                    let letter = letter.unwrap();
+                    let (payload, correlation, tenant) = restorer
+                        .handle(&letter, |letter| async move {
+                            let ctx = Context::current();
+                            (
+                                String::from_utf8_lossy(letter.payload()).into_owned(),
+                                ctx.correlation_id().unwrap().as_str().to_owned(),
+                                ctx.get("x-tenant-id").map(str::to_owned),
+                            )
+                        })
+                        .await;
+                    dead.remove(&letter).await.unwrap();
+                    letters.push((payload, correlation, tenant, letter.malformation(), letter.deliveries()));
+                }
+            }
+        }
+    })
+    .await;
+    task.abort();
+    let mut consumer = consumer;
+    let info = consumer.info().await.unwrap().clone();
+    let mut stream = stream;
+    let state = stream.info().await.unwrap().state.clone();
+    js.delete_stream(&name).await.unwrap();
+    println!(
+        "events {:?}\nwatcher {:?}\nhandled {handled:?}\nletters {letters:#?}\ninfo {info:?}",
+        events.all(),
+        watcher_events.all()
+    );
+    assert!(finished.is_ok(), "not everything handled in time");
+
+    // No good message lost: each handled by the consumer or as a dead letter.
+    let lettered: std::collections::BTreeSet<_> = letters.iter().map(|l| l.0.clone()).collect();
+    for g in &good {
+        assert!(handled.contains(g) || lettered.contains(g), "{g} lost");
+    }
+    // Each bad message reached the handler once, as a dead letter, in the context its
+    // readable headers carry.
+    for (tag, block) in bad {
+        let l = letters
+            .iter()
+            .find(|l| l.0 == *tag)
+            .unwrap_or_else(|| panic!("{tag}"));
+        assert_eq!(l.1, *tag, "its correlation id restored");
+        assert_eq!(l.3, check(block).err(), "{tag}");
+        assert!(l.3.is_some());
+        assert_eq!(l.4, 2, "given up after max_deliver");
+        assert!(!handled.contains(*tag));
+    }
+    let tenant = |tag: &str| letters.iter().find(|l| l.0 == tag).unwrap().2.clone();
+    assert_eq!(tenant("bad-utf8"), None, "not ASCII: dropped");
+    assert_eq!(
+        tenant("bad-name").as_deref(),
+        Some("acme"),
+        "the readable part kept"
+    );
+    for l in letters.iter().filter(|l| l.3.is_none()) {
+        assert!(l.0.starts_with("good-"), "{l:?}");
+    }
+    // Each bad message dropped the consumer's connection at most max_deliver times; the
+    // watcher's connection never dropped.
+    let drops = events.count("disconnected");
+    assert!((1..=2 * bad.len()).contains(&drops), "{drops}");
+    assert_eq!(watcher_events.count("disconnected"), 0);
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
+    assert_eq!(
+        state.messages as usize,
+        all - letters.len(),
+        "dead letters removed"
+    );
 }

@@ -110,18 +110,17 @@ pub async fn raw(test: &str) -> Option<raw::RawPublisher> {
 }
 
 /// An unbounded channel of payloads, for handlers that report what they ran for.
-pub fn seen() -> (mpsc::UnboundedSender<String>, mpsc::UnboundedReceiver<String>) {
+pub fn seen() -> (
+    mpsc::UnboundedSender<String>,
+    mpsc::UnboundedReceiver<String>,
+) {
     mpsc::unbounded_channel()
 }
 
 /// Makes sure the server has registered `sub` (a `flush` only writes the `SUB` out):
 /// publishes a probe on the same connection, after the `SUB`, and waits for it. Returns
 /// the payloads of what arrived before the probe.
-pub async fn live(
-    client: &Client,
-    sub: &mut async_nats::Subscriber,
-    subject: &str,
-) -> Vec<String> {
+pub async fn live(client: &Client, sub: &mut async_nats::Subscriber, subject: &str) -> Vec<String> {
     use futures_util::StreamExt;
     let probe = format!("probe-{}", threadline_testkit::unique("p", '-'));
     client
