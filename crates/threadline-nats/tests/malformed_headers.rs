@@ -264,11 +264,17 @@ async fn stream_with_burst(
 /// context, acknowledged, its payload reported.
 fn consume(
     consumer: jetstream::consumer::Consumer<pull::Config>,
+    batch: usize,
     restorer: Restorer,
     handled: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut messages = consumer.messages().await.unwrap();
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .messages()
+            .await
+            .unwrap();
         while let Some(msg) = messages.next().await {
             let Ok(msg) = msg else { continue };
             let payload = restorer
@@ -309,7 +315,7 @@ async fn jetstream_without_max_deliver_the_malformed_message_comes_back_and_drop
         .await
         .unwrap();
     let (tx, mut rx) = support::seen();
-    let task = consume(consumer.clone(), Restorer::new(policy()), tx);
+    let task = consume(consumer.clone(), 200, Restorer::new(policy()), tx);
 
     // The bad message (sequence 6) comes back every ack_wait and drops the connection
     // each time; the good messages pulled in the same batch behind it are lost with it
@@ -347,16 +353,38 @@ async fn jetstream_without_max_deliver_the_malformed_message_comes_back_and_drop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message() {
-    let test = "jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message";
+    bounded_with_dead_letters(
+        "jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message",
+        200,
+    )
+    .await;
+}
+
+/// Pulled one at a time, the good messages behind a bad one are not in flight with it
+/// and go through the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_bounded_redelivery_and_dead_letters_with_batches_of_one() {
+    let letters = bounded_with_dead_letters(
+        "jetstream_bounded_redelivery_and_dead_letters_with_batches_of_one",
+        1,
+    )
+    .await;
+    println!("dead letters with batches of one: {letters:?}");
+}
+
+/// The burst (12 good, 3 bad) through a consumer bounded to two deliveries and pulled
+/// `batch` at a time, with [`DeadLetters`] on another connection; returns the payloads
+/// handled as dead letters.
+async fn bounded_with_dead_letters(test: &str, batch: usize) -> Vec<String> {
     let Some((consumer_client, events)) = client(test, None).await else {
-        return;
+        return Vec::new();
     };
     // The dead letters are watched on a connection of their own.
     let Some((watcher, watcher_events)) = client(test, None).await else {
-        return;
+        return Vec::new();
     };
     let Some(mut publisher) = raw(test).await else {
-        return;
+        return Vec::new();
     };
     let js = jetstream::new(consumer_client);
     let name = unique("THREADLINE_POISON_DLQ");
@@ -379,7 +407,7 @@ async fn jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message() {
     let consumer = stream.create_consumer(config).await.unwrap();
     let restorer = Restorer::new(policy()).trust(Trust::Trusted);
     let (tx, mut rx) = support::seen();
-    let task = consume(consumer.clone(), restorer.clone(), tx);
+    let task = consume(consumer.clone(), batch, restorer.clone(), tx);
 
     // Every message is handled once through one path or the other: the consumer, or
     // the dead letters (the bad ones, and any good one that ran out of deliveries
@@ -415,7 +443,18 @@ async fn jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message() {
     let info = consumer.info().await.unwrap().clone();
     let mut stream = stream;
     let state = stream.info().await.unwrap().state.clone();
+    // The recommended bounds, as they are, are accepted by the server.
+    let mut recommended = stream
+        .create_consumer(recommended_pull_config("recommended"))
+        .await
+        .unwrap();
+    let recommended = recommended.info().await.unwrap().config.clone();
     js.delete_stream(&name).await.unwrap();
+    assert_eq!(
+        recommended.max_deliver,
+        threadline_nats::dead_letter::MAX_DELIVER
+    );
+    assert_eq!(recommended.backoff, threadline_nats::dead_letter::BACKOFF);
     println!(
         "events {:?}\nwatcher {:?}\nhandled {handled:?}\nletters {letters:#?}\ninfo {info:?}",
         events.all(),
@@ -462,4 +501,5 @@ async fn jetstream_bounded_redelivery_and_dead_letters_lose_no_good_message() {
         all - letters.len(),
         "dead letters removed"
     );
+    letters.into_iter().map(|l| l.0).collect()
 }
