@@ -108,6 +108,60 @@
 //! context. Nothing panics on header names or values NATS cannot carry: they are
 //! skipped on the way out.
 //!
+//! # Malformed header blocks
+//!
+//! The NATS server forwards a header block as it was published. Clients in other
+//! languages, or a raw socket, can publish blocks that async-nats 0.51 cannot parse: a
+//! non-UTF-8 byte (a Latin-1 value), a space or tab or non-ASCII letter in a name (also
+//! a space before the colon), a line without a colon, a bare line feed inside a value,
+//! a first line other than `NATS/1.0[ <3-digit status>]`. [`malformed::check`] says
+//! which ([`malformed::Malformation`]), with the client's own validators. async-nats
+//! parses a block while reading the connection, and a failure is a connection error
+//! (`connection.rs`, the `HMSG` branch of `try_read_op`), not a message error. There is
+//! no option to skip header parsing, and no event says why the connection dropped.
+//!
+//! What a receiving client does (each shown by a test in `tests/malformed_headers.rs`):
+//!
+//! | | what happens |
+//! |---|---|
+//! | the bad message | never delivered; the handler never runs |
+//! | the connection | dropped (`Disconnected` then `Connected` events, no reason given); async-nats reconnects at once and renews its subscriptions |
+//! | a carriage return inside a value (`a\rb`) | worse: the client's connection task **panics** (an assertion in `HeaderValue::from(String)`); its subscriptions end, nothing can be sent, it never reconnects: build a new client |
+//! | core messages read with the bad one, or routed while the client reconnects | lost (core NATS is at most once): nothing on the consumer side can get them back |
+//! | JetStream messages in flight on that connection | not acknowledged, so redelivered: none lost |
+//! | the bad JetStream message | redelivered every `ack_wait`, forever without `max_deliver`, each time dropping the connection again; the messages pulled in the same batch behind it are lost with it each time and come back behind it again (head-of-line blocking) |
+//!
+//! What this crate offers for JetStream, where no message needs to be lost:
+//!
+//! - [`dead_letter::recommended_pull_config`]: explicit acks, at most
+//!   [`dead_letter::MAX_DELIVER`] deliveries, redelivered after
+//!   [`dead_letter::BACKOFF`]. The bad message then drops the connection at most that
+//!   many times, and the server gives up on it (and on any message that ran out of
+//!   deliveries behind it) with a `MAX_DELIVERIES` advisory.
+//! - [`dead_letter::DeadLetters`], on a connection of its own: for each advisory, reads
+//!   the message from the stream with `STREAM.MSG.GET`, a JSON reply in which the header
+//!   block is base64, so async-nats never parses it; Threadline reads the block
+//!   leniently ([`malformed::RawHeaders`]: every line that is a valid header is kept,
+//!   the policy judges the values as usual), and the handler runs through
+//!   [`threadline::Restorer`] in the context that could be read, or a fresh one. Then
+//!   [`dead_letter::DeadLetters::remove`] deletes it from the stream, or it is left
+//!   there. (async-nats's own `get_raw_message` parses the block and fails; its
+//!   `direct_get` receives it as a message and drops the connection.)
+//!
+//! Consume with small batches when bad messages are expected: what is pulled behind a
+//! bad message in the same batch shares its fate (redelivered with it, given up with
+//! it, then handled as a dead letter). Keep the consumer's connection for the consumer:
+//! core subscriptions, publishes and requests on it lose what is in flight at each
+//! drop.
+//!
+//! What cannot be done from outside the client: keeping the connection up, delivering
+//! the bad message to the normal handler, getting back core messages lost in a drop,
+//! surviving the panic. The fix belongs in async-nats: a header block that does not
+//! parse should give a message with `headers: None` (as nats.go delivers the body and
+//! reports `ErrBadHeaderMsg` asynchronously) and a client event, and the value
+//! conversion should not assert. The change, as a diff against 0.51.0, is in
+//! `docs/malformed-headers.md` in this crate.
+//!
 //! # Cost
 //!
 //! Headers are not free in async-nats: a message with a prebuilt header map, only
@@ -126,13 +180,16 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `jetstream` | yes | [`JetStreamExt`], and `jetstream::Message` restored by [`threadline::Restorer`] |
+//! | `jetstream` | yes | [`JetStreamExt`], `jetstream::Message` restored by [`threadline::Restorer`], [`dead_letter`] |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod carrier;
 mod consume;
+#[cfg(feature = "jetstream")]
+pub mod dead_letter;
+pub mod malformed;
 mod publish;
 
 pub use carrier::{NatsHeaders, NatsHeadersMut};
