@@ -37,6 +37,7 @@ fn shown(v: &str) -> String {
 }
 
 /// How the headers are judged: by which policy, from which caller, on which carrier.
+#[derive(Default)]
 pub struct Options {
     /// The policy (the default one unless a policy file was given).
     pub policy: Policy,
@@ -44,16 +45,6 @@ pub struct Options {
     pub untrusted: bool,
     /// The headers came with a message or job (local fields travel there), not HTTP.
     pub message: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            policy: Policy::default(),
-            untrusted: false,
-            message: false,
-        }
-    }
 }
 
 /// The inputs as a carrier: names matched ignoring case, every value kept (two inputs
@@ -82,10 +73,11 @@ impl<'i> Extractor for Lines<'i> {
     fn keys(&self) -> impl Iterator<Item = &str> {
         let mut seen: Vec<&str> = Vec::new();
         self.inputs.iter().filter_map(move |i| {
-            (!seen.contains(&i.name.as_str())).then(|| {
-                seen.push(i.name.as_str());
-                i.name.as_str()
-            })
+            if seen.contains(&i.name.as_str()) {
+                return None;
+            }
+            seen.push(i.name.as_str());
+            Some(i.name.as_str())
         })
     }
 }
