@@ -6,8 +6,8 @@ use threadline_testkit::inbound;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
@@ -372,76 +372,5 @@ async fn rabbitmq_missing_malformed_oversized_context_still_handled_and_acked() 
     assert_eq!(c.field("user.id"), Some("carol"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rabbitmq_thousand_distinct_contexts_consumed_concurrently() {
-    let Some(conn) = connect("rabbitmq_thousand_distinct_contexts_consumed_concurrently").await
-    else {
-        return;
-    };
-    const N: usize = 1000;
-    let channel = conn.create_channel().await.unwrap();
-    let name = unique("threadline.test.many");
-    queue(&channel, &name).await;
-    let policy = policy();
-
-    let mut producers = tokio::task::JoinSet::new();
-    for i in 0..N {
-        let inbound = inbound(&policy, &format!("corr-{i}"), &format!("tenant-{i}"));
-        let channel = channel.clone();
-        let name = name.clone();
-        let payload = format!("{i} {}", inbound.trace_id);
-        producers.spawn(inbound.ctx.scope(async move {
-            threadline::bind("user.id", format!("user-{i}"));
-            tokio::task::yield_now().await;
-            channel
-                .basic_publish_in_context(
-                    "".into(),
-                    ShortString::try_new(name).unwrap(),
-                    BasicPublishOptions::default(),
-                    payload.as_bytes(),
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-        }));
-    }
-    while let Some(r) = timeout(WAIT, producers.join_next()).await.unwrap() {
-        r.unwrap();
-    }
-
-    let consumer_channel = conn.create_channel().await.unwrap();
-    consumer_channel
-        .basic_qos(250, BasicQosOptions::default())
-        .await
-        .unwrap();
-    let mut consumer = consume(&consumer_channel, &name).await;
-    let restorer = Restorer::new(policy).trust(Trust::Trusted);
-    let mut consumers = tokio::task::JoinSet::new();
-    for _ in 0..N {
-        let delivery = timeout(WAIT, consumer.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        consumers.spawn(restorer.handle(delivery, |d| async move {
-            let payload = String::from_utf8(d.data.clone()).unwrap();
-            let (i, trace) = payload.split_once(' ').unwrap();
-            let ok = threadline_testkit::holds_message_context("corr-", trace, i).await;
-            d.ack(BasicAckOptions::default()).await.unwrap();
-            (i.parse::<usize>().unwrap(), ok)
-        }));
-    }
-    let mut seen = vec![false; N];
-    while let Some(r) = timeout(WAIT, consumers.join_next()).await.unwrap() {
-        let (i, ok) = r.unwrap();
-        assert!(ok, "message {i} saw a context other than its own");
-        assert!(!seen[i], "message {i} handled twice");
-        seen[i] = true;
-    }
-    consumer_channel.close(200, "done".into()).await.unwrap();
-    assert_eq!(ready(&conn, &name).await, 0, "every message acknowledged");
-    assert!(seen.iter().all(|s| *s), "every message handled");
-    assert_eq!(restorer.stats().messages(), N as u64);
-}
+// Round trip, trust, malformed context and 1,000 concurrent messages: the shared suites,
+// in tests/suites.rs.

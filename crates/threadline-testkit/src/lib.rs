@@ -55,6 +55,7 @@ pub fn unique(prefix: &str, sep: char) -> String {
 }
 
 pub mod logs;
+pub mod suites;
 
 use threadline::codec::{SpanId, TraceId};
 use threadline::{Context, Policy, Trust};
@@ -77,6 +78,16 @@ pub struct Inbound {
 ///
 /// When the values are not valid header values or the policy drops any of them.
 pub fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
+    inbound_with(policy, correlation_id, tenant, Trust::Untrusted)
+}
+
+/// [`inbound`] from a caller of the given trust (a trusted one keeps `trusted_only`
+/// headers).
+///
+/// # Panics
+///
+/// When the values are not valid header values or the policy drops any of them.
+pub fn inbound_with(policy: &Policy, correlation_id: &str, tenant: &str, trust: Trust) -> Inbound {
     let trace_id = TraceId::random();
     let parent_id = SpanId::random();
     let mut req = http::HeaderMap::new();
@@ -91,7 +102,7 @@ pub fn inbound(policy: &Policy, correlation_id: &str, tenant: &str) -> Inbound {
             .expect("a header value"),
     );
     req.insert("x-tenant-id", tenant.parse().expect("a header value"));
-    let captured = policy.capture(&req, Trust::Untrusted);
+    let captured = policy.capture(&req, trust);
     assert!(captured.report.is_empty(), "{:?}", captured.report);
     Inbound {
         ctx: captured.context,
