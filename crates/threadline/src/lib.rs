@@ -62,6 +62,7 @@ pub mod codec;
 #[cfg(feature = "serde")]
 mod config;
 mod context;
+pub mod format;
 mod inject;
 #[cfg(feature = "json")]
 pub mod json;

@@ -46,6 +46,18 @@ pub enum Codec {
     B3,
     /// Correlation id.
     CorrelationId,
+    /// Google Cloud `X-Cloud-Trace-Context`.
+    CloudTrace,
+    /// AWS X-Ray `X-Amzn-Trace-Id`.
+    XRay,
+    /// Jaeger `uber-trace-id` and `uberctx-*`.
+    Jaeger,
+    /// Datadog `x-datadog-*`.
+    Datadog,
+    /// OpenTracing `ot-tracer-*` and `ot-baggage-*`.
+    OtTrace,
+    /// A format of the user's (see [`crate::format::Format`]), by its name.
+    Custom(&'static str),
 }
 
 impl Codec {
@@ -57,6 +69,12 @@ impl Codec {
             Codec::Baggage => "baggage",
             Codec::B3 => "b3",
             Codec::CorrelationId => "correlation id",
+            Codec::CloudTrace => "x-cloud-trace-context",
+            Codec::XRay => "x-amzn-trace-id",
+            Codec::Jaeger => "uber-trace-id",
+            Codec::Datadog => "datadog",
+            Codec::OtTrace => "ot-tracer",
+            Codec::Custom(name) => name,
         }
     }
 }
@@ -111,6 +129,20 @@ pub enum ErrorKind {
     Validator,
     /// Not text (a JSON number or object where a string belongs).
     NotText,
+    /// An id is not hex digits of a length the format allows.
+    HexId,
+    /// An id is not a decimal unsigned 64-bit integer.
+    DecimalId,
+    /// A field or header the format requires is missing.
+    Missing,
+    /// A version the format does not define.
+    UnsupportedVersion,
+    /// A sampling value the format does not define.
+    SamplingValue,
+    /// The value names another trace than the format that was read first.
+    Conflict,
+    /// A reader that gives no reason refused the value (an OpenTelemetry propagator).
+    Refused,
 }
 
 impl ErrorKind {
@@ -140,6 +172,13 @@ impl ErrorKind {
             ErrorKind::Sampling => "sampling state must be 0, 1 or d",
             ErrorKind::Validator => "rejected by the configured validator",
             ErrorKind::NotText => "value is not text",
+            ErrorKind::HexId => "id is not hex digits of an allowed length",
+            ErrorKind::DecimalId => "id is not a decimal unsigned 64-bit integer",
+            ErrorKind::Missing => "a required field is missing",
+            ErrorKind::UnsupportedVersion => "version is not one the format defines",
+            ErrorKind::SamplingValue => "sampling value is not one the format defines",
+            ErrorKind::Conflict => "names another trace than the format read first",
+            ErrorKind::Refused => "refused by the format's reader",
         }
     }
 }
@@ -154,7 +193,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) const fn new(codec: Codec, kind: ErrorKind) -> Self {
+    /// An error of `codec` for breaking `kind`: for formats of the user's
+    /// ([`Codec::Custom`]) as much as for Threadline's own.
+    pub const fn new(codec: Codec, kind: ErrorKind) -> Self {
         Error { codec, kind }
     }
 
