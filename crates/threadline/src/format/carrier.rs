@@ -38,12 +38,22 @@ pub trait ReadCarrier {
     /// case-insensitively; `prefix` is lower case). The key is given as the carrier
     /// spells it.
     fn each_prefixed<'s>(&'s self, prefix: &str, f: &mut dyn FnMut(&'s str, CarrierValue<'s>));
+
+    /// Whether [`ReadCarrier::each_prefixed`] is one pass over the entries without
+    /// allocating (an `http::HeaderMap`): then a format reading several headers of one
+    /// prefix walks them once instead of looking each name up.
+    fn walks_entries(&self) -> bool {
+        false
+    }
 }
 
-/// Whether `key` starts with the lower-case `prefix`, ignoring ASCII case.
+/// Whether `key` starts with the lower-case `prefix`, ignoring ASCII case: byte by
+/// byte, stopping at the first difference (most keys differ early).
+#[inline]
 pub(crate) fn has_prefix(key: &str, prefix: &str) -> bool {
-    key.len() >= prefix.len()
-        && key.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+    let (k, p) = (key.as_bytes(), prefix.as_bytes());
+    k.starts_with(p)
+        || (k.len() >= p.len() && k.iter().zip(p).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
 impl<E: Extractor> ReadCarrier for E {
@@ -65,6 +75,10 @@ impl<E: Extractor> ReadCarrier for E {
         for v in self.get_all(name) {
             f(v);
         }
+    }
+
+    fn walks_entries(&self) -> bool {
+        self.entries().is_some()
     }
 
     fn each_prefixed<'s>(&'s self, prefix: &str, f: &mut dyn FnMut(&'s str, CarrierValue<'s>)) {

@@ -51,14 +51,15 @@ impl CloudTraceFormat {
         if v.is_empty() {
             return Err(err(ErrorKind::Empty));
         }
-        let slash = v
-            .iter()
-            .position(|&b| b == b'/')
-            .ok_or(err(ErrorKind::Separator))?;
-        let (tid, rest) = (&v[..slash], &v[slash + 1..]);
-        if tid.len() != 32 {
-            return Err(err(ErrorKind::HexId));
+        // The trace id is always 32 digits: the slash is at 32 in any valid value.
+        if v.get(32) != Some(&b'/') {
+            return Err(err(if v.contains(&b'/') {
+                ErrorKind::HexId
+            } else {
+                ErrorKind::Separator
+            }));
         }
+        let (tid, rest) = (&v[..32], &v[33..]);
         let tid = parse_hex_padded(tid, 32).ok_or(err(ErrorKind::HexId))?;
         let trace_id = TraceId::from_bytes(tid).ok_or(err(ErrorKind::ZeroTraceId))?;
         let (span, options) = match rest.iter().position(|&b| b == b';') {

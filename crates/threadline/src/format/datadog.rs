@@ -64,7 +64,11 @@ const fn err(kind: ErrorKind) -> Error {
 pub struct DatadogFormat;
 
 fn single<'a>(carrier: &'a dyn ReadCarrier, name: &HeaderName) -> Result<Option<&'a [u8]>, Error> {
-    match carrier.get(name) {
+    value(carrier.get(name))
+}
+
+fn value(found: Found<'_>) -> Result<Option<&[u8]>, Error> {
+    match found {
         Found::Absent => Ok(None),
         Found::Many(_) => Err(err(ErrorKind::Duplicate)),
         Found::One(v) => bytes_of(v, Codec::Datadog).map(|b| Some(trim_ows(b))),
@@ -188,11 +192,38 @@ impl Format for DatadogFormat {
         let Some(t) = single(carrier, &TRACE_ID).map_err(at(&TRACE_ID))? else {
             return Ok(Parts::default());
         };
-        let parent = single(carrier, &PARENT_ID).map_err(at(&PARENT_ID))?;
-        let priority = single(carrier, &PRIORITY).map_err(at(&PRIORITY))?;
-        let origin = single(carrier, &ORIGIN).ok().flatten();
+        // The other four: one walk over the entries where that is cheap (a
+        // `HeaderMap`), instead of four hashed lookups.
+        let found = if carrier.walks_entries() {
+            let mut slots = [Found::Absent; 4];
+            carrier.each_prefixed("x-datadog-", &mut |k, v| {
+                // The four suffixes differ in length: one comparison each.
+                let suffix = k[10..].as_bytes();
+                let (i, want): (usize, &[u8]) = match suffix.len() {
+                    9 => (0, b"parent-id"),
+                    17 => (1, b"sampling-priority"),
+                    6 => (2, b"origin"),
+                    4 => (3, b"tags"),
+                    _ => return,
+                };
+                if !suffix.eq_ignore_ascii_case(want) {
+                    return;
+                }
+                slots[i] = match slots[i] {
+                    Found::Absent => Found::One(v),
+                    Found::One(first) | Found::Many(first) => Found::Many(first),
+                };
+            });
+            slots
+        } else {
+            [&PARENT_ID, &PRIORITY, &ORIGIN, &TAGS].map(|n| carrier.get(n))
+        };
+        let [parent, priority, origin, tags] = found;
+        let parent = value(parent).map_err(at(&PARENT_ID))?;
+        let priority = value(priority).map_err(at(&PRIORITY))?;
+        let origin = value(origin).ok().flatten();
         // Several tag headers are not a list Datadog defines: dropped, as malformed.
-        let tags = single(carrier, &TAGS).ok().flatten();
+        let tags = value(tags).ok().flatten();
         Self::decode_values(Some(t), parent, priority, origin, tags)
             .map(|trace| Parts::new(trace, None))
     }

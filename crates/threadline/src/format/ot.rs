@@ -82,7 +82,15 @@ fn single<'a>(
     carrier: &'a dyn ReadCarrier,
     name: &HeaderName,
 ) -> Result<Option<&'a [u8]>, Rejected> {
-    match carrier.get(name) {
+    value(name, carrier.get(name))
+}
+
+fn has_prefix_bytes(k: &[u8], p: &[u8]) -> bool {
+    k.len() >= p.len() && k[..p.len()].eq_ignore_ascii_case(p)
+}
+
+fn value<'a>(name: &HeaderName, found: Found<'a>) -> Result<Option<&'a [u8]>, Rejected> {
+    match found {
         Found::Absent => Ok(None),
         Found::Many(_) => Err(Rejected::new(name.clone(), err(ErrorKind::Duplicate))),
         Found::One(v) => bytes_of(v, Codec::OtTrace)
@@ -110,16 +118,45 @@ impl Format for OtFormat {
     }
 
     fn decode<'a>(&self, carrier: &'a dyn ReadCarrier) -> Result<Parts<'a>, Rejected> {
-        let trace = match single(carrier, &TRACE_ID)? {
-            None => None,
-            Some(t) => Self::decode_values(
-                Some(t),
-                single(carrier, &SPAN_ID)?,
-                single(carrier, &SAMPLED)?,
-            )?,
+        let trace_id = single(carrier, &TRACE_ID)?;
+        // The span id, the sampled flag and any baggage: one walk over the entries
+        // where that is cheap (a `HeaderMap`), instead of a lookup per name.
+        let (span, sampled, baggage) = if carrier.walks_entries() {
+            let mut slots = [Found::Absent; 2];
+            let mut baggage = false;
+            carrier.each_prefixed("ot-", &mut |k, v| {
+                let k = k.as_bytes();
+                if has_prefix_bytes(k, OT_BAGGAGE_PREFIX.as_bytes()) {
+                    baggage = true;
+                    return;
+                }
+                let Some(i) = [&SPAN_ID, &SAMPLED]
+                    .iter()
+                    .position(|n| n.as_str().as_bytes().eq_ignore_ascii_case(k))
+                else {
+                    return;
+                };
+                slots[i] = match slots[i] {
+                    Found::Absent => Found::One(v),
+                    Found::One(first) | Found::Many(first) => Found::Many(first),
+                };
+            });
+            let [span, sampled] = slots;
+            (span, sampled, baggage)
+        } else {
+            (
+                carrier.get(&SPAN_ID),
+                carrier.get(&SAMPLED),
+                has_prefixed(carrier, OT_BAGGAGE_PREFIX),
+            )
         };
-        let baggage = has_prefixed(carrier, OT_BAGGAGE_PREFIX)
-            .then(|| BaggageParts::prefixed(carrier, OT_BAGGAGE_PREFIX, false));
+        let trace = match trace_id {
+            None => None,
+            Some(t) => {
+                Self::decode_values(Some(t), value(&SPAN_ID, span)?, value(&SAMPLED, sampled)?)?
+            }
+        };
+        let baggage = baggage.then(|| BaggageParts::prefixed(carrier, OT_BAGGAGE_PREFIX, false));
         Ok(Parts::new(trace, baggage))
     }
 

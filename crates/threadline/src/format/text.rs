@@ -7,20 +7,49 @@ use crate::carrier::{CarrierValue, Injector};
 use crate::codec::{Codec, Error, ErrorKind, hex, shared_header_value};
 
 /// Parses 1 to 20 decimal digits into a `u64` (no sign, no spaces, no overflow).
+///
+/// Eight digits at a time in one 64-bit word (check and combine without a loop, the
+/// leading `len % 8` digits one by one): a 19-digit id costs about a third of a
+/// digit-by-digit loop.
 #[inline]
 pub(crate) fn parse_dec_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 20 {
         return None;
     }
+    let head = v.len() % 8;
     let mut n: u64 = 0;
-    for &b in v {
+    let mut bad = 0u8;
+    for &b in &v[..head] {
         let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
+        bad |= u8::from(d > 9);
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+    }
+    if bad != 0 {
+        return None;
+    }
+    for chunk in v[head..].chunks_exact(8) {
+        let word = <[u8; 8]>::try_from(chunk).ok()?;
+        n = n.checked_mul(100_000_000)?.checked_add(parse8(word)?)?;
     }
     Some(n)
+}
+
+/// Eight ASCII digits (first digit first) as their value; `None` if any is not a digit.
+#[inline]
+fn parse8(chunk: [u8; 8]) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    let v = u64::from_le_bytes(chunk);
+    let d = v.wrapping_sub(ZEROS);
+    // Every byte 0x30..=0x39: high nibble 3, and adding 6 to the digit stays below 16.
+    if ((v & HIGH) ^ ZEROS) | (d.wrapping_add(0x0606_0606_0606_0606) & HIGH) != 0 {
+        return None;
+    }
+    // Pairs, then quadruples, then the whole: the first byte is the highest digit.
+    let d = d.wrapping_mul(10).wrapping_add(d >> 8);
+    let lo = (d & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
+    let hi = ((d >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
+    Some(lo.wrapping_add(hi) >> 32)
 }
 
 /// A `u64` as decimal digits on the stack.
@@ -186,6 +215,36 @@ mod tests {
         for n in [0, 1, 9, 10, 12345, u64::MAX / 3, u64::MAX] {
             assert_eq!(Dec::new(n).as_bytes(), n.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn decimal_agrees_with_the_standard_parser() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for i in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for n in [x, x >> (i % 64), i] {
+                let s = n.to_string();
+                assert_eq!(parse_dec_u64(s.as_bytes()), Some(n), "{s}");
+                let padded = format!("{n:020}");
+                assert_eq!(parse_dec_u64(padded.as_bytes()), Some(n), "{padded}");
+            }
+            // Every position of a 16-digit value, every non-digit byte near the digits.
+            let s = format!("{:016}", x % 10_000_000_000_000_000);
+            let pos = (i % 16) as usize;
+            for bad in [b'/', b':', b' ', b'a', 0x30 + 10, 0x20, 0xb0, 0x39 + 0x10] {
+                let mut b = s.clone().into_bytes();
+                b[pos] = bad;
+                assert_eq!(parse_dec_u64(&b), None, "{b:?}");
+            }
+        }
+        assert_eq!(
+            parse_dec_u64(b"99999999999999999999"),
+            None,
+            "20 nines overflow"
+        );
+        assert_eq!(parse_dec_u64(b"18446744073709551615"), Some(u64::MAX));
     }
 
     #[test]

@@ -4,10 +4,10 @@ use http::HeaderName;
 
 use super::carrier::{Found, ReadCarrier};
 use super::parts::{Extras, Parts, Rejected, Sampling, TraceParts, XRayExtras};
-use super::text::{bytes_of, parse_hex_padded, put, visible_text};
+use super::text::{bytes_of, parse_hex_padded, put};
 use super::{Encoded, Format};
 use crate::carrier::Injector;
-use crate::codec::{Codec, Error, ErrorKind, SpanId, TraceId, trim_ows};
+use crate::codec::{Codec, Error, ErrorKind, SpanId, TraceId, no_byte, trim_ows};
 
 static HEADER: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
@@ -62,6 +62,36 @@ fn root(v: &[u8]) -> Result<TraceId, Error> {
     TraceId::from_bytes(id).ok_or(err(ErrorKind::ZeroTraceId))
 }
 
+fn parent(v: &[u8]) -> Result<SpanId, Error> {
+    let id = (v.len() == 16)
+        .then(|| parse_hex_padded(v, 16))
+        .flatten()
+        .ok_or(err(ErrorKind::HexId))?;
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&id[8..]);
+    SpanId::from_bytes(b).ok_or(err(ErrorKind::ZeroSpanId))
+}
+
+/// The shape AWS services send, `Root=…;Parent=…;Sampled=…` (or without `Sampled`),
+/// read by position; `None` hands anything else, errors included, to the general
+/// parser, so both give the same answer.
+#[inline]
+fn canonical(v: &[u8]) -> Option<TraceParts<'static>> {
+    if !(v.len() == 74 || v.len() == 64) || &v[..5] != b"Root=" || &v[40..48] != b";Parent=" {
+        return None;
+    }
+    let sampling = match v.get(64..) {
+        Some(b"") => Sampling::Deferred,
+        Some(b";Sampled=1") => Sampling::Sampled,
+        Some(b";Sampled=0") => Sampling::NotSampled,
+        Some(b";Sampled=?") => Sampling::Deferred,
+        _ => return None,
+    };
+    let trace_id = root(&v[5..40]).ok()?;
+    let span_id = parent(&v[48..64]).ok()?;
+    Some(TraceParts::new(trace_id, Some(span_id), sampling))
+}
+
 impl XRayFormat {
     /// Decodes one header value; the extras borrow from it.
     pub fn decode_value(value: &[u8]) -> Result<TraceParts<'_>, Error> {
@@ -69,54 +99,60 @@ impl XRayFormat {
         if v.is_empty() {
             return Err(err(ErrorKind::Empty));
         }
-        let text = visible_text(v, Codec::XRay)?;
+        if !no_byte(v, |b| !(0x20..0x7f).contains(&b)) {
+            return Err(err(ErrorKind::InvalidChar));
+        }
+        if let Some(t) = canonical(v) {
+            return Ok(t);
+        }
         let mut trace_id = None;
         let mut span_id = None;
         let mut sampling = None;
         let mut others = false;
-        for field in text.split(';') {
-            let field = field.trim_matches([' ', '\t']);
+        let mut rest = v;
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+            let field = trim_ows(&rest[..end]);
+            rest = rest.get(end + 1..).unwrap_or_default();
             if field.is_empty() {
                 continue;
             }
-            let (k, val) = field.split_once('=').ok_or(err(ErrorKind::Separator))?;
-            let (k, val) = (k.trim_matches([' ', '\t']), val.trim_matches([' ', '\t']));
+            let eq = field
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or(err(ErrorKind::Separator))?;
+            let (k, val) = (trim_ows(&field[..eq]), trim_ows(&field[eq + 1..]));
             match k {
-                "Root" => {
-                    if trace_id.replace(root(val.as_bytes())?).is_some() {
+                b"Root" => {
+                    if trace_id.replace(root(val)?).is_some() {
                         return Err(err(ErrorKind::Duplicate));
                     }
                 }
-                "Parent" => {
-                    let id = (val.len() == 16)
-                        .then(|| parse_hex_padded(val.as_bytes(), 16))
-                        .flatten()
-                        .ok_or(err(ErrorKind::HexId))?;
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&id[8..]);
-                    let id = SpanId::from_bytes(b).ok_or(err(ErrorKind::ZeroSpanId))?;
-                    if span_id.replace(id).is_some() {
+                b"Parent" => {
+                    if span_id.replace(parent(val)?).is_some() {
                         return Err(err(ErrorKind::Duplicate));
                     }
                 }
-                "Sampled" => {
+                b"Sampled" => {
                     let s = match val {
-                        "1" => Sampling::Sampled,
-                        "0" => Sampling::NotSampled,
-                        "?" => Sampling::Deferred,
+                        b"1" => Sampling::Sampled,
+                        b"0" => Sampling::NotSampled,
+                        b"?" => Sampling::Deferred,
                         _ => return Err(err(ErrorKind::SamplingValue)),
                     };
                     if sampling.replace(s).is_some() {
                         return Err(err(ErrorKind::Duplicate));
                     }
                 }
-                "" => return Err(err(ErrorKind::Key)),
+                b"" => return Err(err(ErrorKind::Key)),
                 _ => others = true,
             }
         }
         let trace_id = trace_id.ok_or(err(ErrorKind::Missing))?;
         let mut t = TraceParts::new(trace_id, span_id, sampling.unwrap_or_default());
         if others {
+            // Visible ASCII, checked above: always UTF-8.
+            let text = std::str::from_utf8(v).map_err(|_| err(ErrorKind::InvalidChar))?;
             t.extras = Extras::XRay(XRayExtras::new(text));
         }
         Ok(t)
