@@ -6,6 +6,8 @@ use http::HeaderName;
 use threadline::codec::{B3, Baggage, CorrelationId, TraceParent, TraceState};
 use threadline::{CarrierKind, CarrierValue, Extractor, IdOrigin, Policy, Reason, Trust};
 
+mod formats;
+
 /// One `name: value` line given on the command line or stdin.
 pub struct Input {
     pub name: String,
@@ -322,6 +324,12 @@ pub fn inspect(inputs: &[Input], opts: &Options) -> (String, bool) {
                 );
             }
             _ => {
+                if let Some(checked) = formats::inspect_header(input, inputs, &mut out) {
+                    if let Err(why) = checked {
+                        bad(&mut out, &why);
+                    }
+                    continue;
+                }
                 let clean = v.bytes().all(|b| (0x20..0x7f).contains(&b));
                 if clean && v.len() <= 4096 {
                     let _ = writeln!(

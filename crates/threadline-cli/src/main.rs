@@ -26,8 +26,10 @@ enum Command {
     /// Follow orders through a store, a warehouse and a worker, printing every log line
     /// with the context it carries.
     Demo(demo::Args),
-    /// Decode traceparent, tracestate, baggage, b3 and correlation ids; exits 1 when any
-    /// value breaks a rule. Headers as arguments (`"traceparent: 00-…"`) or on stdin.
+    /// Decode traceparent, tracestate, baggage, b3, X-Cloud-Trace-Context, X-Amzn-Trace-Id,
+    /// uber-trace-id, x-datadog-*, ot-tracer-* and correlation ids, each trace shown in
+    /// the other formats; exits 1 when any value breaks a rule. Headers as arguments
+    /// (`"traceparent: 00-…"`) or on stdin.
     Inspect {
         /// `Name: value` pairs; read from stdin, one per line, when none are given.
         headers: Vec<String>,
