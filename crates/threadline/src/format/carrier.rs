@@ -47,13 +47,18 @@ pub trait ReadCarrier {
     }
 }
 
-/// Whether `key` starts with the lower-case `prefix`, ignoring ASCII case: byte by
-/// byte, stopping at the first difference (most keys differ early).
+/// Whether `key` starts with the lower-case `prefix`, ignoring ASCII case. Most keys
+/// differ from the prefix in their first byte, which is compared first.
 #[inline]
 pub(crate) fn has_prefix(key: &str, prefix: &str) -> bool {
     let (k, p) = (key.as_bytes(), prefix.as_bytes());
-    k.starts_with(p)
-        || (k.len() >= p.len() && k.iter().zip(p).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    match (k.first(), p.first()) {
+        (_, None) => true,
+        (Some(a), Some(b)) if a.to_ascii_lowercase() == *b && k.len() >= p.len() => {
+            k.starts_with(p) || k.iter().zip(p).all(|(a, b)| a.to_ascii_lowercase() == *b)
+        }
+        _ => false,
+    }
 }
 
 impl<E: Extractor> ReadCarrier for E {

@@ -63,10 +63,6 @@ const fn err(kind: ErrorKind) -> Error {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DatadogFormat;
 
-fn single<'a>(carrier: &'a dyn ReadCarrier, name: &HeaderName) -> Result<Option<&'a [u8]>, Error> {
-    value(carrier.get(name))
-}
-
 fn value(found: Found<'_>) -> Result<Option<&[u8]>, Error> {
     match found {
         Found::Absent => Ok(None),
@@ -189,24 +185,22 @@ impl Format for DatadogFormat {
         fn at(name: &HeaderName) -> impl Fn(Error) -> Rejected + '_ {
             move |e| Rejected::new(name.clone(), e)
         }
-        let Some(t) = single(carrier, &TRACE_ID).map_err(at(&TRACE_ID))? else {
-            return Ok(Parts::default());
-        };
-        // The other four: one walk over the entries where that is cheap (a
-        // `HeaderMap`), instead of four hashed lookups.
+        // All five in one walk over the entries where that is cheap (a `HeaderMap`),
+        // instead of five hashed lookups.
         let found = if carrier.walks_entries() {
-            let mut slots = [Found::Absent; 4];
+            let mut slots = [Found::Absent; 5];
             carrier.each_prefixed("x-datadog-", &mut |k, v| {
-                // The four suffixes differ in length: one comparison each.
+                // The five suffixes differ in length: one comparison each.
                 let suffix = k[10..].as_bytes();
                 let (i, want): (usize, &[u8]) = match suffix.len() {
-                    9 => (0, b"parent-id"),
-                    17 => (1, b"sampling-priority"),
-                    6 => (2, b"origin"),
-                    4 => (3, b"tags"),
+                    8 => (0, b"trace-id"),
+                    9 => (1, b"parent-id"),
+                    17 => (2, b"sampling-priority"),
+                    6 => (3, b"origin"),
+                    4 => (4, b"tags"),
                     _ => return,
                 };
-                if !suffix.eq_ignore_ascii_case(want) {
+                if suffix != want && !suffix.eq_ignore_ascii_case(want) {
                     return;
                 }
                 slots[i] = match slots[i] {
@@ -216,9 +210,12 @@ impl Format for DatadogFormat {
             });
             slots
         } else {
-            [&PARENT_ID, &PRIORITY, &ORIGIN, &TAGS].map(|n| carrier.get(n))
+            [&TRACE_ID, &PARENT_ID, &PRIORITY, &ORIGIN, &TAGS].map(|n| carrier.get(n))
         };
-        let [parent, priority, origin, tags] = found;
+        let [trace, parent, priority, origin, tags] = found;
+        let Some(t) = value(trace).map_err(at(&TRACE_ID))? else {
+            return Ok(Parts::default());
+        };
         let parent = value(parent).map_err(at(&PARENT_ID))?;
         let priority = value(priority).map_err(at(&PRIORITY))?;
         let origin = value(origin).ok().flatten();

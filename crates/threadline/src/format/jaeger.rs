@@ -87,12 +87,39 @@ fn span(v: &[u8]) -> Option<Option<SpanId>> {
     Some(SpanId::from_bytes(s))
 }
 
+/// The shape clients send, a 32- or 16-digit trace id, a 16-digit span id, parent `0`
+/// and one flags digit, read by position; `None` hands anything else, errors included,
+/// to the general parser, so both give the same answer.
+#[inline]
+fn canonical(v: &[u8]) -> Option<TraceParts<'static>> {
+    let t = match v.len() {
+        53 => 32,
+        37 => 16,
+        _ => return None,
+    };
+    if v[t] != b':' || v[t + 17] != b':' || &v[t + 18..t + 20] != b"0:" {
+        return None;
+    }
+    let trace_id = TraceId::from_bytes(parse_hex_padded(&v[..t], 32)?)?;
+    let span_id = span(&v[t + 1..t + 17])??;
+    let sampling = match v[t + 20] {
+        b'0' | b'2' => Sampling::NotSampled,
+        b'1' => Sampling::Sampled,
+        b'3' => Sampling::Debug,
+        _ => return None,
+    };
+    Some(TraceParts::new(trace_id, Some(span_id), sampling))
+}
+
 impl JaegerFormat {
     /// Decodes one `uber-trace-id` value.
     pub fn decode_value(value: &[u8]) -> Result<TraceParts<'static>, Error> {
         let v = trim_ows(value);
         if v.is_empty() {
             return Err(err(ErrorKind::Empty));
+        }
+        if let Some(t) = canonical(v) {
+            return Ok(t);
         }
         let [t, s, p, f] = fields(v).ok_or(err(ErrorKind::Separator))?;
         let t = parse_hex_padded(t, 32).ok_or(err(ErrorKind::HexId))?;
