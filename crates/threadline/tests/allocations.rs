@@ -7,6 +7,10 @@ use std::hint::black_box;
 use http::HeaderMap;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use threadline::codec::{Baggage, TraceParent};
+use threadline::format::{
+    B3Format, BaggageFormat, CloudTraceFormat, Composite, DatadogFormat, Format, JaegerFormat,
+    OtFormat, TraceContextFormat, XRayFormat,
+};
 use threadline::{Context, Policy, Trust};
 
 mod fixtures;
@@ -97,4 +101,73 @@ fn hot_paths_allocate_as_documented() {
         });
     });
     assert_eq!(n, 0, "sync scope + current");
+
+    // Every trace format decodes without allocating, alone or through a composite that
+    // tries all of them (values borrowed from the carrier, baggage read on demand).
+    let mut inbound = req.clone();
+    for (name, value) in [
+        (
+            "x-amzn-trace-id",
+            "Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=a87bd80c:1",
+        ),
+        (
+            "x-cloud-trace-context",
+            "4bf92f3577b34da6a3ce929d0e0e4736/6458327837226053495;o=1",
+        ),
+        (
+            "uber-trace-id",
+            "4bf92f3577b34da6a3ce929d0e0e4736:00f067aa0ba902b7:0:1",
+        ),
+        ("uberctx-user", "alice%20smith"),
+        ("x-datadog-trace-id", "11803532876627986230"),
+        ("x-datadog-parent-id", "67667974448284343"),
+        ("x-datadog-sampling-priority", "1"),
+        ("x-datadog-tags", "_dd.p.tid=4bf92f3577b34da6"),
+        ("ot-tracer-traceid", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("ot-tracer-spanid", "00f067aa0ba902b7"),
+        ("ot-baggage-tenant", "acme"),
+        ("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),
+    ] {
+        inbound.insert(http::HeaderName::from_static(name), fixtures::shared(value));
+    }
+    let formats: [(&str, &dyn Format); 8] = [
+        ("w3c", &TraceContextFormat),
+        ("b3", &B3Format::single()),
+        ("google cloud", &CloudTraceFormat),
+        ("x-ray", &XRayFormat),
+        ("jaeger", &JaegerFormat),
+        ("datadog", &DatadogFormat),
+        ("ot", &OtFormat),
+        ("baggage", &BaggageFormat),
+    ];
+    for (name, f) in formats {
+        let n = allocations(|| {
+            black_box(f.decode(black_box(&inbound)).ok());
+        });
+        assert_eq!(n, 0, "{name} decode");
+    }
+    let composite = Composite::new()
+        .read(TraceContextFormat)
+        .read(B3Format::single())
+        .read(CloudTraceFormat)
+        .read(XRayFormat)
+        .read(JaegerFormat)
+        .read(DatadogFormat)
+        .read(OtFormat)
+        .read(BaggageFormat);
+    let n = allocations(|| {
+        let d = composite.decode(black_box(&inbound));
+        black_box((&d.parts, d.report.len()));
+    });
+    assert_eq!(
+        n, 0,
+        "composite decode of every format (all naming one trace)"
+    );
+    let d = composite.decode(&inbound);
+    assert!(d.report.is_empty(), "{:?}", d.report);
+    assert_eq!(
+        d.trace_from,
+        Some(threadline::codec::Codec::B3),
+        "no traceparent: B3 is the first reader with a trace"
+    );
 }
