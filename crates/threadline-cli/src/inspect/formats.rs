@@ -229,17 +229,13 @@ fn conflicts(out: &mut String, t: &TraceParts<'_>, h: &HeaderMap, from: threadli
         if f.codec() == from {
             continue;
         }
-        if let Ok(Parts {
-            trace: Some(other), ..
-        }) = f.decode(h)
-        {
-            if other.trace_id != t.trace_id {
-                let _ = writeln!(
-                    out,
-                    "  note     the {label} headers name another trace ({}): formats are read in the policy's order and the first valid one wins; the other is reported",
-                    other.trace_id
-                );
-            }
+        let other = f.decode(h).ok().and_then(|p| p.trace).map(|o| o.trace_id);
+        if let Some(other) = other.filter(|o| *o != t.trace_id) {
+            let _ = writeln!(
+                out,
+                "  note     the {label} headers name another trace ({other}): formats are read \
+                 in the policy's order and the first valid one wins; the other is reported"
+            );
         }
     }
 }

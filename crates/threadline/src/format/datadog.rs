@@ -191,7 +191,7 @@ impl Format for DatadogFormat {
             let mut slots = [Found::Absent; 5];
             carrier.each_prefixed("x-datadog-", &mut |k, v| {
                 // The five suffixes differ in length: one comparison each.
-                let suffix = k[10..].as_bytes();
+                let suffix = &k.as_bytes()[10..];
                 let (i, want): (usize, &[u8]) = match suffix.len() {
                     8 => (0, b"trace-id"),
                     9 => (1, b"parent-id"),

@@ -102,8 +102,8 @@
 //! # Your own format
 //!
 //! Implement [`Format`]: read through [`ReadCarrier`] (borrowed values), refuse with a
-//! [`Rejected`] built from [`Codec::Custom`](crate::codec::Codec::Custom), write with
-//! [`Injector::set_if_absent`](crate::Injector::set_if_absent).
+//! [`Rejected`] built from [`Codec::Custom`], write with
+//! [`Injector::set_if_absent`].
 
 mod b3;
 mod carrier;
