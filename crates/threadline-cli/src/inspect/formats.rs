@@ -242,11 +242,11 @@ fn conflicts(out: &mut String, t: &TraceParts<'_>, h: &HeaderMap, from: threadli
 
 #[cfg(test)]
 mod tests {
-    use super::super::{inspect, parse_line};
+    use super::super::{Options, inspect, parse_line};
 
     fn run(lines: &[&str]) -> (String, bool) {
         let inputs: Vec<_> = lines.iter().map(|l| parse_line(l).unwrap()).collect();
-        inspect(&inputs)
+        inspect(&inputs, &Options::default())
     }
 
     #[test]
