@@ -859,6 +859,17 @@ fn baggage_in_every_form() {
     assert_eq!(out["uberctx-user"], "alice%20smith");
     assert_eq!(out["baggage"], "user=alice%20smith");
     assert_eq!(out["ot-baggage-user"], "alice smith");
+
+    // Members given by the caller: one with a key that is no token is left out, the
+    // others still go.
+    let pairs = [("ok", "1"), ("bad key", "2")];
+    let parts = Parts::new(None, Some(threadline::format::BaggageParts::pairs(&pairs)));
+    let mut out = HeaderMap::new();
+    BaggageFormat.encode(&parts, &mut out);
+    JaegerFormat.encode(&parts, &mut out);
+    assert_eq!(out["baggage"], "ok=1");
+    assert_eq!(out["uberctx-ok"], "1");
+    assert!(!out.keys().any(|k| k.as_str().contains("bad")), "{out:?}");
 }
 
 #[test]

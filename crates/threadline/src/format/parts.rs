@@ -334,10 +334,15 @@ impl<'a> BaggageParts<'a> {
         n
     }
 
-    /// The members as a W3C `baggage` value (values percent-encoded).
+    /// The members as a W3C `baggage` value (values percent-encoded; a member whose key
+    /// is not a token is left out).
     pub fn to_w3c(&self) -> Option<Baggage> {
         let mut pairs: Vec<(String, String)> = Vec::new();
-        self.for_each(&mut |k, v| pairs.push((k.to_owned(), v.to_owned())));
+        self.for_each(&mut |k, v| {
+            if !k.is_empty() && k.bytes().all(crate::codec::is_tchar) {
+                pairs.push((k.to_owned(), v.to_owned()));
+            }
+        });
         if pairs.is_empty() {
             return None;
         }
