@@ -146,6 +146,60 @@ use crate::codec::Codec;
 ///
 /// Object-safe, so that a [`Composite`] can hold any mix of them; `Send + Sync` so that
 /// a policy holding one can be shared.
+///
+/// A format of one's own, `x-trace: <32 hex trace id>.<16 hex span id>`:
+///
+/// ```
+/// use http::HeaderName;
+/// use threadline::Injector;
+/// use threadline::codec::{Codec, Error, ErrorKind, SpanId, TraceId};
+/// use threadline::format::{Format, Found, Parts, ReadCarrier, Rejected, Sampling, TraceParts};
+///
+/// #[derive(Debug)]
+/// struct XTrace;
+///
+/// static NAME: HeaderName = HeaderName::from_static("x-trace");
+///
+/// impl Format for XTrace {
+///     fn codec(&self) -> Codec {
+///         Codec::Custom("x-trace")
+///     }
+///     fn fields(&self) -> &[HeaderName] {
+///         std::slice::from_ref(&NAME)
+///     }
+///     fn decode<'a>(&self, carrier: &'a dyn ReadCarrier) -> Result<Parts<'a>, Rejected> {
+///         let refuse = |kind| Rejected::new(NAME.clone(), Error::new(self.codec(), kind));
+///         let v = match carrier.get(&NAME) {
+///             Found::Absent => return Ok(Parts::default()),
+///             Found::Many(_) => return Err(refuse(ErrorKind::Duplicate)),
+///             Found::One(v) => v.as_bytes().ok_or(refuse(ErrorKind::NotText))?,
+///         };
+///         let text = std::str::from_utf8(v).map_err(|_| refuse(ErrorKind::InvalidChar))?;
+///         let (t, s) = text.split_once('.').ok_or(refuse(ErrorKind::Separator))?;
+///         let trace_id = TraceId::from_hex(t).ok_or(refuse(ErrorKind::TraceId))?;
+///         let span_id = SpanId::from_hex(s).ok_or(refuse(ErrorKind::SpanId))?;
+///         Ok(Parts::trace(TraceParts::new(trace_id, Some(span_id), Sampling::Deferred)))
+///     }
+///     fn encode(&self, parts: &Parts<'_>, carrier: &mut dyn Injector) {
+///         let Some(t) = &parts.trace else { return };
+///         let Some(s) = t.span_id else { return };
+///         if let Ok(v) = format!("{}.{s}", t.trace_id).parse() {
+///             carrier.set_if_absent(&NAME, &v);
+///         }
+///     }
+/// }
+///
+/// // Read x-trace, write W3C.
+/// let formats = threadline::format::Composite::new()
+///     .read(XTrace)
+///     .write(threadline::format::TraceContextFormat);
+/// let mut inbound = http::HeaderMap::new();
+/// inbound.insert("x-trace", "4bf92f3577b34da6a3ce929d0e0e4736.00f067aa0ba902b7".parse().unwrap());
+/// let decoded = formats.decode(&inbound);
+/// let mut outgoing = http::HeaderMap::new();
+/// formats.encode(&decoded.parts, &mut outgoing);
+/// assert_eq!(outgoing["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+/// ```
 pub trait Format: fmt::Debug + Send + Sync {
     /// The format, as named in errors and reports.
     fn codec(&self) -> Codec;
