@@ -11,9 +11,15 @@ use threadline_bench_contrib_otel_032::*;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let format = args.next().unwrap_or_else(|| "jaeger".into()).replace('-', " ");
+    let format = args
+        .next()
+        .unwrap_or_else(|| "jaeger".into())
+        .replace('-', " ");
     let who = args.next().unwrap_or_else(|| "threadline".into());
-    let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let case = cases()
         .into_iter()
         .find(|c| c.name == format)

@@ -39,7 +39,10 @@ fn shared(v: &str) -> HeaderValue {
 /// so that finding the format's headers costs what it costs in a real request.
 const COMMON: [(&str, &str); 10] = [
     ("host", "api.example.com"),
-    ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+    (
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+    ),
     ("accept", "application/json"),
     ("accept-encoding", "gzip, deflate, br"),
     ("accept-language", "en-GB,en;q=0.9"),
