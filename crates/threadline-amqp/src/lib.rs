@@ -41,6 +41,10 @@
 //! publishers are trusted: only then are `trusted_only` headers (the tenant) and local
 //! fields (`user.id`) taken from the message.
 //!
+//! Code that never names this crate (a consumer that only calls `Restorer::handle`, a
+//! producer that only calls `ctx.inject_into`) links it with `use threadline_amqp as _;`: the
+//! implementations are seen only when the crate is.
+//!
 //! ```no_run
 //! use futures_util::StreamExt;
 //! use lapin::options::{BasicAckOptions, BasicConsumeOptions};
@@ -79,7 +83,8 @@
 //! inbound.insert("x-tenant-id", "acme".parse().unwrap());
 //! let ctx = policy.capture(&inbound, Trust::Trusted).context.with_field("user.id", "alice");
 //!
-//! let (props, _) = threadline_amqp::inject(&ctx, BasicProperties::default());
+//! let mut props = BasicProperties::default();
+//! ctx.inject_into(&mut props); // or threadline::inject_current(&mut props) in a scope
 //! assert_eq!(props.correlation_id().as_ref().unwrap().as_str(), "order-42");
 //! assert!(props.headers().as_ref().unwrap().contains_key("tl-field-user.id"));
 //!
@@ -136,4 +141,4 @@ mod publish;
 
 pub use carrier::{AmqpHeaders, AmqpHeadersMut};
 pub use consume::Amqp;
-pub use publish::{ChannelExt, current_headers, inject, inject_current};
+pub use publish::ChannelExt;

@@ -145,6 +145,7 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::metadata::MetadataStore;
 use http::{HeaderName, HeaderValue};
 use threadline::codec::SpanId;
+use threadline::inject::Outgoing;
 use threadline::restore::Message;
 use threadline::{
     CarrierKind, CarrierValue, Context, Extractor, Injector, Policy, RestoreStats, Restorer, Scoped,
@@ -206,16 +207,19 @@ impl Injector for MetadataCarrierMut<'_> {
     }
 }
 
-/// Writes `ctx` into `metadata` (see [`Context::inject`]); returns the parent id sent
-/// in the `traceparent`.
-pub fn inject(ctx: &Context, metadata: &mut MetadataStore) -> Option<SpanId> {
-    ctx.inject(&mut MetadataCarrierMut::new(metadata))
+/// apalis's `MetadataStore` as an outgoing message: `ctx.inject_into(&mut metadata)`
+/// and `threadline::inject_current(&mut metadata)` write the context into it (see
+/// [`Context::inject`]) and return the parent id sent in the `traceparent`.
+impl Outgoing<Apalis> for MetadataStore {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(&mut MetadataCarrierMut::new(self))
+    }
 }
 
 /// The current context as task metadata (empty outside any scope).
 pub fn current_metadata() -> MetadataStore {
     let mut metadata = MetadataStore::new();
-    Context::with_current(|ctx| inject(ctx, &mut metadata));
+    threadline::inject_current(&mut metadata);
     metadata
 }
 

@@ -84,7 +84,11 @@ fn publish(c: &mut Criterion) {
     });
 
     // The same headers, built once: what the wire and the server cost, without inject.
-    let prebuilt = ctx.clone().sync_scope(threadline_nats::current_headers);
+    let prebuilt = {
+        let mut h = async_nats::HeaderMap::new();
+        ctx.inject_into(&mut h);
+        h
+    };
     group.bench_function("prebuilt_headers", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -308,7 +312,7 @@ fn publish(c: &mut Criterion) {
     c.bench_function("nats_inject_only", |b| {
         b.iter(|| {
             let mut h = async_nats::HeaderMap::new();
-            threadline_nats::inject(&ctx, &mut h);
+            ctx.inject_into(&mut h);
             h
         })
     });

@@ -33,6 +33,10 @@
 //! publishers are trusted: only then are `trusted_only` headers (the tenant) and local
 //! fields (`user.id`) taken from the message.
 //!
+//! Code that never names this crate (a consumer that only calls `Restorer::handle`, a
+//! producer that only calls `ctx.inject_into`) links it with `use threadline_nats as _;`: the
+//! implementations are seen only when the crate is.
+//!
 //! ```no_run
 //! use futures_util::StreamExt;
 //! use threadline::{Context, Policy, Restorer, Trust};
@@ -66,7 +70,7 @@
 //! let ctx = policy.capture(&inbound, Trust::Trusted).context.with_field("user.id", "alice");
 //!
 //! let mut headers = async_nats::HeaderMap::new();
-//! threadline_nats::inject(&ctx, &mut headers);
+//! ctx.inject_into(&mut headers); // or threadline::inject_current(&mut headers) in a scope
 //! assert_eq!(headers.get("x-correlation-id").unwrap().as_str(), "order-42");
 //! assert_eq!(headers.get("tl-field-user.id").unwrap().as_str(), "alice");
 //!
@@ -196,4 +200,4 @@ pub use carrier::{NatsHeaders, NatsHeadersMut};
 pub use consume::Nats;
 #[cfg(feature = "jetstream")]
 pub use publish::JetStreamExt;
-pub use publish::{ClientExt, ContextHeaders, current_headers, inject, inject_current};
+pub use publish::{ClientExt, ContextHeaders};

@@ -10,26 +10,25 @@ use bytes::Bytes;
 use threadline::codec::{B3, SpanId};
 use threadline::{Context, TraceContext};
 
+use threadline::inject::Outgoing;
+
+use crate::Nats;
 use crate::carrier::NatsHeadersMut;
 
-/// Writes `ctx` into `headers` (see [`Context::inject`]): correlation id, a child
+/// `async_nats::HeaderMap` as an outgoing message: `ctx.inject_into(&mut headers)` and
+/// `threadline::inject_current(&mut headers)` write the correlation id, a child
 /// `traceparent` (same trace id, new parent id, which is returned), `tracestate`,
 /// `baggage`, the policy's custom headers and the local fields as `tl-field-<name>`.
 /// Headers already set are kept.
-pub fn inject(ctx: &Context, headers: &mut HeaderMap) -> Option<SpanId> {
-    ctx.inject(&mut NatsHeadersMut::new(headers))
+impl Outgoing<Nats> for HeaderMap {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(&mut NatsHeadersMut::new(self))
+    }
 }
 
-/// [`inject`] with the current context. Outside any scope it writes nothing.
-pub fn inject_current(headers: &mut HeaderMap) -> Option<SpanId> {
-    Context::with_current(|ctx| inject(ctx, headers)).flatten()
-}
-
-/// The current context as a new `HeaderMap` (empty outside any scope).
-pub fn current_headers() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    inject_current(&mut headers);
-    headers
+/// The current context into `headers` (nothing outside any scope).
+fn inject_current(headers: &mut HeaderMap) -> Option<SpanId> {
+    threadline::inject_current(headers)
 }
 
 /// The headers of one context, built once, for many messages published from it (a
@@ -37,7 +36,7 @@ pub fn current_headers() -> HeaderMap {
 /// prebuilt map and writes a fresh `traceparent` (same trace id, a new parent id) — and
 /// fresh B3 headers when the policy sends them — so each message is still its own hop.
 ///
-/// The same headers as [`inject`], at the cost of one map clone and one header per
+/// The same headers as [`Context::inject_into`], at the cost of one map clone and one header per
 /// message instead of converting every header again.
 ///
 /// ```
@@ -70,7 +69,7 @@ impl ContextHeaders {
     /// Builds the headers of `ctx` once.
     pub fn new(ctx: &Context) -> Self {
         let mut template = HeaderMap::new();
-        let sent = inject(ctx, &mut template);
+        let sent = ctx.inject_into(&mut template);
         let has = |name: &str| {
             template
                 .iter()
@@ -310,7 +309,7 @@ mod tests {
                 .context
                 .with_field("user.id", "alice");
             let mut direct = HeaderMap::new();
-            inject(&ctx, &mut direct);
+            ctx.inject_into(&mut direct);
 
             let prebuilt = ContextHeaders::new(&ctx);
             let mut parents = std::collections::HashSet::new();

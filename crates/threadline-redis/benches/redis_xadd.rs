@@ -131,7 +131,7 @@ fn xadd(c: &mut Criterion) {
         b.iter(|| {
             let mut cmd = redis::cmd("XADD");
             cmd.arg(&key).arg("*").arg(&items);
-            threadline_redis::inject(&ctx, &mut cmd);
+            ctx.inject_into(&mut cmd);
             cmd
         })
     });

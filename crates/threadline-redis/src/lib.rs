@@ -31,6 +31,10 @@
 //! producers are trusted: only then are `trusted_only` headers (the tenant) and local
 //! fields (`user.id`) taken from the entry.
 //!
+//! Code that never names this crate (a consumer that only calls `Restorer::handle`, a
+//! producer that only calls `ctx.inject_into`) links it with `use threadline_redis as _;`: the
+//! implementations are seen only when the crate is.
+//!
 //! ```no_run
 //! use redis::AsyncCommands;
 //! use redis::streams::StreamReadOptions;
@@ -71,7 +75,7 @@
 //! let ctx = policy.capture(&inbound, Trust::Trusted).context.with_field("user.id", "alice");
 //!
 //! let mut fields = vec![("payload".to_owned(), "{}".to_owned())];
-//! threadline_redis::inject_fields(&ctx, &mut fields);
+//! ctx.inject_into(&mut fields); // or threadline::inject_current(&mut fields) in a scope
 //! let entry: HashMap<String, redis::Value> = fields
 //!     .into_iter()
 //!     .map(|(k, v)| (k, redis::Value::BulkString(v.into_bytes())))
@@ -131,6 +135,4 @@ mod publish;
 
 pub use carrier::{CmdFields, DEFAULT_PREFIX, FieldList, StreamFields};
 pub use consume::{Entry, ReadReply, Redis, StreamEntries, StreamEntry, WithPrefix};
-pub use publish::{
-    StreamsExt, current_fields, inject, inject_fields, inject_with_prefix, xadd_cmd,
-};
+pub use publish::{StreamsExt, current_fields, inject_with_prefix, xadd_cmd};

@@ -7,31 +7,41 @@ use redis::{Cmd, FromRedisValue, RedisResult, ToRedisArgs};
 use threadline::Context;
 use threadline::codec::SpanId;
 
+use threadline::inject::Outgoing;
+
+use crate::Redis;
 use crate::carrier::{CmdFields, FieldList};
 
-/// Appends `ctx` to an `XADD` command being built (after the entry id and your own
-/// fields), as `tl:<header name>` fields: the correlation id, a child `traceparent`
-/// (same trace id, new parent id, which is returned), `tracestate`, `baggage`, the
-/// policy's custom headers and the local fields (`tl:tl-field-user.id`).
-pub fn inject(ctx: &Context, cmd: &mut Cmd) -> Option<SpanId> {
-    ctx.inject(&mut CmdFields::new(cmd))
+/// A redis `Cmd` (an `XADD` being built, after the entry id and your own fields) as an
+/// outgoing message: `ctx.inject_into(&mut cmd)` and `threadline::inject_current(&mut
+/// cmd)` append the context as `tl:<header name>` fields: the correlation id, a child
+/// `traceparent` (same trace id, new parent id, which is returned), `tracestate`,
+/// `baggage`, the policy's custom headers and the local fields (`tl:tl-field-user.id`).
+impl Outgoing<Redis> for Cmd {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(&mut CmdFields::new(self))
+    }
 }
 
-/// [`inject`] under another prefix (the consumer's `Restorer` must use the same).
+/// A list of `(field, value)` pairs (for `xadd`, `xadd_options`, a pipeline...) as an
+/// outgoing message: the context is appended under `tl:`; fields already in the list
+/// are kept.
+impl Outgoing<Redis> for Vec<(String, String)> {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(&mut FieldList::new(self))
+    }
+}
+
+/// Appends `ctx` to an `XADD` command under another prefix than `tl:` (the consumer
+/// reads it with [`Entry::with_prefix`](crate::Entry::with_prefix)).
 pub fn inject_with_prefix(ctx: &Context, cmd: &mut Cmd, prefix: &str) -> Option<SpanId> {
     ctx.inject(&mut CmdFields::with_prefix(cmd, prefix))
-}
-
-/// Appends `ctx` to a list of `(field, value)` pairs (for `xadd`, `xadd_options`, a
-/// pipeline...). Fields already in the list are kept.
-pub fn inject_fields(ctx: &Context, fields: &mut Vec<(String, String)>) -> Option<SpanId> {
-    ctx.inject(&mut FieldList::new(fields))
 }
 
 /// The current context as `(field, value)` pairs (empty outside any scope).
 pub fn current_fields() -> Vec<(String, String)> {
     let mut fields = Vec::new();
-    Context::with_current(|ctx| inject_fields(ctx, &mut fields));
+    threadline::inject_current(&mut fields);
     fields
 }
 
@@ -46,7 +56,7 @@ where
 {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(key).arg(id).arg(items);
-    Context::with_current(|ctx| inject(ctx, &mut cmd));
+    threadline::inject_current(&mut cmd);
     cmd
 }
 

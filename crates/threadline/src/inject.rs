@@ -1,7 +1,26 @@
 //! Inject: from a [`Context`] to an outgoing carrier (HTTP headers, message headers,
 //! a JSON map), each header only where the caller's grant allows it.
+//!
+//! [`Context::inject`] writes into any [`Injector`]. For a broker client's own message
+//! types, adapter crates implement [`Outgoing`], so one call serves them all:
+//! [`Context::inject_into`] and [`inject_current`] (the producer side of what
+//! [`restore::Message`](crate::restore::Message) is on the consumer side).
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use threadline::{Policy, Trust};
+//!
+//! let ctx = Policy::default().new_root().with_field("user.id", "alice");
+//! let mut headers: HashMap<String, String> = HashMap::new();
+//! ctx.inject_into(&mut headers);
+//! assert_eq!(headers["tl-field-user.id"], "alice");
+//! assert!(headers.contains_key("traceparent"));
+//! ```
 
 use http::{HeaderName, HeaderValue};
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
 use crate::carrier::{CarrierKind, Injector};
 use crate::codec::{B3, SpanId, encode_baggage_value, shared_header_value};
@@ -98,4 +117,51 @@ impl Context {
         }
         sent
     }
+}
+
+/// An outgoing message (or its headers, or a command being built) that a context can be
+/// written into. Adapter crates implement it for their client's types
+/// (`async_nats::HeaderMap`, lapin's `BasicProperties`, a redis `Cmd`, apalis's
+/// `MetadataStore`); `A` is the adapter's marker type, inferred at the call site, as
+/// for [`restore::Message`](crate::restore::Message).
+pub trait Outgoing<A> {
+    /// Writes `ctx` into the message (never overwriting what is already set) and
+    /// answers the parent id of the child `traceparent` it sent, if any.
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId>;
+}
+
+/// The marker of the outgoing types this crate itself knows.
+#[derive(Clone, Copy, Debug)]
+pub enum Core {}
+
+impl<S: BuildHasher> Outgoing<Core> for HashMap<String, String, S> {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(self)
+    }
+}
+
+impl Outgoing<Core> for BTreeMap<String, String> {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(self)
+    }
+}
+
+impl Outgoing<Core> for crate::carrier::MessageHeaders<&mut http::HeaderMap> {
+    fn inject_context(&mut self, ctx: &Context) -> Option<SpanId> {
+        ctx.inject(self)
+    }
+}
+
+impl Context {
+    /// Writes the context into an outgoing message of any adapter (see [`Outgoing`]);
+    /// answers the parent id of the child `traceparent` it sent.
+    pub fn inject_into<A, M: Outgoing<A> + ?Sized>(&self, msg: &mut M) -> Option<SpanId> {
+        msg.inject_context(self)
+    }
+}
+
+/// Writes the current context into an outgoing message (nothing outside any scope);
+/// answers the parent id of the child `traceparent` it sent.
+pub fn inject_current<A, M: Outgoing<A> + ?Sized>(msg: &mut M) -> Option<SpanId> {
+    Context::with_current(|ctx| msg.inject_context(ctx)).flatten()
 }

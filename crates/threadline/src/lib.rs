@@ -63,7 +63,7 @@ pub mod codec;
 mod config;
 mod context;
 pub mod format;
-mod inject;
+pub mod inject;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod names;
@@ -79,6 +79,7 @@ pub use context::{
     Context, FieldValue, IdOrigin, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES,
     MAX_FIELD_NAME_BYTES, TraceContext,
 };
+pub use inject::inject_current;
 pub use policy::{
     B3Emit, CREDENTIALS, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy, PolicyBuilder,
     PolicyError, Trust, UntrustedBaggage, Validator,

@@ -3,9 +3,9 @@
 //! | `--broker` | carrier of the context | consumer side |
 //! |---|---|---|
 //! | `embedded` (default) | the JSON envelope: an `_http_headers` object inside the job ([`threadline::json`]) | [`threadline::Restorer::restore_from`] on [`JsonCarrier`] |
-//! | `nats://…` | NATS message headers ([`threadline_nats::inject`]) | [`threadline::Restorer::handle`] |
-//! | `amqp://…` | AMQP headers and `correlation_id` ([`threadline_amqp::inject`]), publisher confirms | [`threadline::Restorer::handle`] |
-//! | `redis://…` | `tl:` fields of a Redis Streams entry ([`threadline_redis::inject`]) | [`threadline::Restorer::handle`] |
+//! | `nats://…` | NATS message headers (`Context::inject_into`) | [`threadline::Restorer::handle`] |
+//! | `amqp://…` | AMQP headers and `correlation_id` (`Context::inject_into`), publisher confirms | [`threadline::Restorer::handle`] |
+//! | `redis://…` | `tl:` fields of a Redis Streams entry (`Context::inject_into`) | [`threadline::Restorer::handle`] |
 //!
 //! The worker's restorer trusts its queue (the demo's own, on loopback): see
 //! `trusted_restorer`.
@@ -28,6 +28,9 @@ use threadline::json::{JsonCarrier, JsonCarrierMut};
 use threadline::{Context, Policy};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+// The adapters teach `Context::inject_into` and `Restorer` their clients' message types;
+// the crates must be linked for those implementations to be seen.
+use {threadline_amqp as _, threadline_nats as _, threadline_redis as _};
 
 use super::Stats;
 
@@ -176,7 +179,7 @@ impl Publisher {
             Pub::Nats { client, subject } => {
                 let payload = serde_json::to_vec(job)?;
                 let mut headers = async_nats::HeaderMap::new();
-                let call = threadline_nats::inject(&ctx, &mut headers);
+                let call = ctx.inject_into(&mut headers);
                 tokio::time::timeout(
                     NETWORK,
                     client.publish_with_headers(subject.clone(), headers, payload.into()),
@@ -193,7 +196,8 @@ impl Publisher {
                 let props = lapin::BasicProperties::default()
                     .with_content_type("application/json".into())
                     .with_delivery_mode(2);
-                let (props, call) = threadline_amqp::inject(&ctx, props);
+                let mut props = props;
+                let call = ctx.inject_into(&mut props);
                 let confirm = tokio::time::timeout(
                     NETWORK,
                     channel.basic_publish(
@@ -216,7 +220,7 @@ impl Publisher {
                 let payload = serde_json::to_vec(job)?;
                 let mut cmd = redis::cmd("XADD");
                 cmd.arg(key).arg("*").arg("payload").arg(payload);
-                let call = threadline_redis::inject(&ctx, &mut cmd);
+                let call = ctx.inject_into(&mut cmd);
                 let mut con = con.clone();
                 let _: String = tokio::time::timeout(NETWORK, cmd.query_async(&mut con))
                     .await
