@@ -98,10 +98,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    let rt = rt
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
         let running = proxy.start().await?;
         eprintln!(

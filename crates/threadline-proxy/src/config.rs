@@ -473,7 +473,9 @@ impl TrustFile {
         }
         let secret = match (self.secret, self.secret_env) {
             (Some(_), Some(_)) => {
-                return Err(Error::config("[trust]: give `secret` or `secret_env`, not both"));
+                return Err(Error::config(
+                    "[trust]: give `secret` or `secret_env`, not both",
+                ));
             }
             (Some(s), None) => Some(s),
             (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
@@ -584,14 +586,38 @@ mod tests {
             ("upstream = 3", "type"),
             ("upstrem = \"http://x\"", "unknown key"),
             ("upstream = \"https://x\"", "https upstream"),
-            ("upstream = \"http://x\"\n[trust]\npeers = [\"10.0.0.0/33\"]", "cidr"),
-            ("upstream = \"http://x\"\n[trust]\nsecret = \"s\"", "secret without header"),
-            ("upstream = \"http://x\"\n[trust]\nsecret_header = \"x-s\"\nsecret_env = \"THREADLINE_PROXY_TEST_UNSET_VAR\"", "unset env"),
-            ("upstream = \"http://x\"\n[[routes]]\nupstream = \"http://y\"\nheader = \"x-k\"", "header without value"),
-            ("upstream = \"http://x\"\n[[routes]]\nupstream = \"http://y\"\nheader = \"x-k\"\nregex = \"(\"", "bad regex"),
-            ("upstream = \"http://x\"\n[[routes]]\nupstream = \"http://y\"\nmethod = \"G T\"", "bad method"),
-            ("upstream = \"http://x\"\n[egress]\nlisten = \"127.0.0.1:0\"\n[[egress.allow]]\nhost = \"a\"\ncredentials = [\"bad name\"]", "bad credential name"),
-            ("upstream = \"http://x\"\n[[policy.headers]]\nname = \"connection\"", "policy error"),
+            (
+                "upstream = \"http://x\"\n[trust]\npeers = [\"10.0.0.0/33\"]",
+                "cidr",
+            ),
+            (
+                "upstream = \"http://x\"\n[trust]\nsecret = \"s\"",
+                "secret without header",
+            ),
+            (
+                "upstream = \"http://x\"\n[trust]\nsecret_header = \"x-s\"\nsecret_env = \"THREADLINE_PROXY_TEST_UNSET_VAR\"",
+                "unset env",
+            ),
+            (
+                "upstream = \"http://x\"\n[[routes]]\nupstream = \"http://y\"\nheader = \"x-k\"",
+                "header without value",
+            ),
+            (
+                "upstream = \"http://x\"\n[[routes]]\nupstream = \"http://y\"\nheader = \"x-k\"\nregex = \"(\"",
+                "bad regex",
+            ),
+            (
+                "upstream = \"http://x\"\n[[routes]]\nupstream = \"http://y\"\nmethod = \"G T\"",
+                "bad method",
+            ),
+            (
+                "upstream = \"http://x\"\n[egress]\nlisten = \"127.0.0.1:0\"\n[[egress.allow]]\nhost = \"a\"\ncredentials = [\"bad name\"]",
+                "bad credential name",
+            ),
+            (
+                "upstream = \"http://x\"\n[[policy.headers]]\nname = \"connection\"",
+                "policy error",
+            ),
         ] {
             let r = ProxyFile::from_toml(text).and_then(ProxyFile::into_config);
             let e = r.expect_err(why);
@@ -627,8 +653,14 @@ mod tests {
         assert_eq!(c.trust.decide(&req), threadline::Trust::Trusted);
         let e = c.egress.unwrap();
         let auth = http::header::AUTHORIZATION;
-        assert!(e.targets.grant_for(Some("http"), Some("127.0.0.1"), Some(9000)).allows(&auth));
-        let other = e.targets.grant_for(Some("http"), Some("127.0.0.1"), Some(9001));
+        assert!(
+            e.targets
+                .grant_for(Some("http"), Some("127.0.0.1"), Some(9000))
+                .allows(&auth)
+        );
+        let other = e
+            .targets
+            .grant_for(Some("http"), Some("127.0.0.1"), Some(9001));
         assert!(!other.allows(&auth));
         assert!(other.allows(&http::HeaderName::from_static("traceparent")));
     }

@@ -163,5 +163,8 @@ async fn egress(
         }
     };
     strip_hop_by_hop(resp.headers_mut());
-    respond(resp.map(|body| ProxyBody::Upstream { body }), authority.as_str())
+    respond(
+        resp.map(|body| ProxyBody::Upstream { body }),
+        authority.as_str(),
+    )
 }

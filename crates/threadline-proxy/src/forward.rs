@@ -117,7 +117,9 @@ async fn forward(
     let Some(upstream) = shared.route.route(&RequestHead::of(&req), &ctx) else {
         shared.metrics.upstream_error(UpstreamError::NoRoute);
         let resp = own_response(StatusCode::BAD_GATEWAY, "no route", &ctx);
-        return Ok(finish(&shared, &ctx, resp, start, &method, &path, "-", None, peer));
+        return Ok(finish(
+            &shared, &ctx, resp, start, &method, &path, "-", None, peer,
+        ));
     };
     upstream.count(&shared.metrics);
     let h2 = upstream.http2_for(inbound_version);
@@ -141,16 +143,31 @@ async fn forward(
         .build();
     let Ok(uri) = uri else {
         let resp = own_response(StatusCode::BAD_REQUEST, "bad request target", &ctx);
-        return Ok(finish(&shared, &ctx, resp, start, &method, &path, upstream.name(), None, peer));
+        return Ok(finish(
+            &shared,
+            &ctx,
+            resp,
+            start,
+            &method,
+            &path,
+            upstream.name(),
+            None,
+            peer,
+        ));
     };
     parts.uri = uri;
-    parts.version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+    parts.version = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
 
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
-    shared
-        .names
-        .strip(headers, report.iter().flat_map(|r| r.iter().map(|x| &x.name)));
+    shared.names.strip(
+        headers,
+        report.iter().flat_map(|r| r.iter().map(|x| &x.name)),
+    );
     let call_id = ctx.inject(headers);
     if !headers.contains_key(header::HOST) {
         if let Some(a) = &caller_authority {
@@ -189,12 +206,32 @@ async fn forward(
                 "upstream request failed"
             );
             let resp = own_response(StatusCode::BAD_GATEWAY, "upstream unavailable", &ctx);
-            return Ok(finish(&shared, &ctx, resp, start, &method, &path, upstream.name(), call_id, peer));
+            return Ok(finish(
+                &shared,
+                &ctx,
+                resp,
+                start,
+                &method,
+                &path,
+                upstream.name(),
+                call_id,
+                peer,
+            ));
         }
         Err(_) => {
             shared.metrics.upstream_error(UpstreamError::Timeout);
             let resp = own_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out", &ctx);
-            return Ok(finish(&shared, &ctx, resp, start, &method, &path, upstream.name(), call_id, peer));
+            return Ok(finish(
+                &shared,
+                &ctx,
+                resp,
+                start,
+                &method,
+                &path,
+                upstream.name(),
+                call_id,
+                peer,
+            ));
         }
     };
 
@@ -219,12 +256,32 @@ async fn forward(
             // A 101 nobody asked for (or without a protocol): not forwarded.
             shared.metrics.upstream_error(UpstreamError::Other);
             let resp = own_response(StatusCode::BAD_GATEWAY, "unexpected upgrade", &ctx);
-            return Ok(finish(&shared, &ctx, resp, start, &method, &path, upstream.name(), call_id, peer));
+            return Ok(finish(
+                &shared,
+                &ctx,
+                resp,
+                start,
+                &method,
+                &path,
+                upstream.name(),
+                call_id,
+                peer,
+            ));
         }
         _ => {}
     }
     let resp = resp.map(|body| ProxyBody::Upstream { body });
-    Ok(finish(&shared, &ctx, resp, start, &method, &path, upstream.name(), call_id, peer))
+    Ok(finish(
+        &shared,
+        &ctx,
+        resp,
+        start,
+        &method,
+        &path,
+        upstream.name(),
+        call_id,
+        peer,
+    ))
 }
 
 /// Counts the response and writes the access log line (inside the request's context,

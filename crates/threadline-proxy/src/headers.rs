@@ -133,8 +133,10 @@ pub(crate) fn wants_upgrade<B>(req: &http::Request<B>) -> Option<HeaderValue> {
     }
     let upgrade = req.headers().get(header::UPGRADE)?;
     let asked = req.headers().get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
     });
     asked.then(|| upgrade.clone())
 }

@@ -175,7 +175,10 @@ impl Metrics {
             w,
             "# HELP threadline_proxy_request_duration_seconds Time from the request head to the response head."
         );
-        let _ = writeln!(w, "# TYPE threadline_proxy_request_duration_seconds histogram");
+        let _ = writeln!(
+            w,
+            "# TYPE threadline_proxy_request_duration_seconds histogram"
+        );
         let mut cumulative = 0;
         for (b, c) in BUCKETS_US.iter().zip(&self.buckets) {
             cumulative += c.load(Relaxed);
@@ -256,7 +259,10 @@ impl Metrics {
             "# HELP threadline_proxy_egress_requests_total Outgoing requests of the app, by what their destination was granted."
         );
         let _ = writeln!(w, "# TYPE threadline_proxy_egress_requests_total counter");
-        for (g, c) in ["context", "traceparent", "nothing"].iter().zip(&self.egress) {
+        for (g, c) in ["context", "traceparent", "nothing"]
+            .iter()
+            .zip(&self.egress)
+        {
             let _ = writeln!(
                 w,
                 "threadline_proxy_egress_requests_total{{grant=\"{g}\"}} {}",

@@ -69,7 +69,10 @@ impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.inner.name)
-            .field("origin", &format_args!("{}://{}", self.inner.scheme, self.inner.authority))
+            .field(
+                "origin",
+                &format_args!("{}://{}", self.inner.scheme, self.inner.authority),
+            )
             .field("protocol", &self.inner.protocol)
             .finish()
     }

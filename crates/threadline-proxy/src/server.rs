@@ -55,11 +55,10 @@ impl Proxy {
                 "a TLS certificate is configured but the proxy was built without the `tls` feature",
             ));
         }
-        let table = config
-            .rules
-            .iter()
-            .cloned()
-            .fold(RuleTable::new(Some(config.upstream.clone())), RuleTable::rule);
+        let table = config.rules.iter().cloned().fold(
+            RuleTable::new(Some(config.upstream.clone())),
+            RuleTable::rule,
+        );
         Ok(Proxy {
             config,
             route: Arc::new(table),
@@ -128,7 +127,11 @@ impl Proxy {
         #[cfg(feature = "tls")]
         tasks.push(tokio::spawn(accept.run(make, tls, stop_rx.clone())));
         #[cfg(not(feature = "tls"))]
-        tasks.push(tokio::spawn(accept.run(make, None::<NoTls>, stop_rx.clone())));
+        tasks.push(tokio::spawn(accept.run(
+            make,
+            None::<NoTls>,
+            stop_rx.clone(),
+        )));
 
         let mut admin_addr = None;
         if let Some(addr) = c.admin {
@@ -148,7 +151,11 @@ impl Proxy {
                 let metrics = metrics.clone();
                 tower_util::Admin { metrics }
             };
-            tasks.push(tokio::spawn(accept.run(make, None::<NoTls>, stop_rx.clone())));
+            tasks.push(tokio::spawn(accept.run(
+                make,
+                None::<NoTls>,
+                stop_rx.clone(),
+            )));
         }
 
         let mut egress_addr = None;
@@ -177,7 +184,11 @@ impl Proxy {
                 shared: shared.clone(),
                 peer,
             };
-            tasks.push(tokio::spawn(accept.run(make, None::<NoTls>, stop_rx.clone())));
+            tasks.push(tokio::spawn(accept.run(
+                make,
+                None::<NoTls>,
+                stop_rx.clone(),
+            )));
         }
 
         Ok(Running {
@@ -315,8 +326,11 @@ impl Accept {
     async fn run<M, S, H>(self, make: M, tls: Option<H>, mut stop: watch::Receiver<bool>)
     where
         M: Fn(SocketAddr) -> S + Send + 'static,
-        S: tower_service::Service<Request<Incoming>, Response = Response<ProxyBody>, Error = Infallible>
-            + Clone
+        S: tower_service::Service<
+                Request<Incoming>,
+                Response = Response<ProxyBody>,
+                Error = Infallible,
+            > + Clone
             + Send
             + 'static,
         S::Future: Send + 'static,
@@ -368,7 +382,8 @@ impl Accept {
                     let within = self.header_timeout;
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        if let Ok(Ok(stream)) = tokio::time::timeout(within, h.handshake(tcp)).await {
+                        if let Ok(Ok(stream)) = tokio::time::timeout(within, h.handshake(tcp)).await
+                        {
                             let conn = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                                 .into_owned();
@@ -443,8 +458,10 @@ mod tower_util {
             };
             let mut resp = Response::new(body);
             *resp.status_mut() = status;
-            resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ctype),
+            );
             std::future::ready(Ok(resp))
         }
     }

@@ -30,15 +30,24 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<Acceptor, Error> {
             std::io::Error::other("empty PEM"),
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| tls_error(format!("cannot read a private key from {}", files.key.display()), e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        tls_error(
+            format!("cannot read a private key from {}", files.key.display()),
+            e,
+        )
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error("TLS versions".into(), e))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| tls_error("certificate and key do not make a TLS configuration".into(), e))?;
+        .map_err(|e| {
+            tls_error(
+                "certificate and key do not make a TLS configuration".into(),
+                e,
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
 }

@@ -44,7 +44,11 @@ async fn access_log_line_carries_the_context() {
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let (status, _, _) = get(
         &format!("http://{}/orders/7?secret=no", proxy.local_addr()),
-        &[("x-correlation-id", "log-1"), ("traceparent", tp), ("x-tenant-id", "acme")],
+        &[
+            ("x-correlation-id", "log-1"),
+            ("traceparent", tp),
+            ("x-tenant-id", "acme"),
+        ],
     )
     .await;
     assert_eq!(status, 200);
@@ -65,7 +69,13 @@ async fn access_log_line_carries_the_context() {
     assert_eq!(f["status"], 200);
     assert_eq!(f["upstream"], "orders");
     // The parent id the app received is the call id the proxy logged.
-    let sent = seen.lock().unwrap()[0].headers["traceparent"].to_str().unwrap().to_owned();
-    assert_eq!(sent.split('-').nth(2).unwrap(), f["call_id"].as_str().unwrap());
+    let sent = seen.lock().unwrap()[0].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sent.split('-').nth(2).unwrap(),
+        f["call_id"].as_str().unwrap()
+    );
     assert!(!text.contains("secret=no"));
 }

@@ -82,7 +82,9 @@ async fn malformed_context_table_through_the_proxy() {
         assert_eq!(facts["cid"], echoed.len().to_string(), "{}", c.name);
         let trace = facts["trace"];
         assert!(
-            trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32),
+            trace.len() == 32
+                && trace.bytes().all(|b| b.is_ascii_hexdigit())
+                && trace != "0".repeat(32),
             "{}: trace id {trace}",
             c.name
         );
@@ -123,14 +125,35 @@ async fn malformed_requests_get_a_4xx_and_never_reach_the_app() {
         ("NUL in method", b"GE\x00T / HTTP/1.1\r\nhost: x\r\n\r\n"),
         ("no version", b"GET /\r\nhost: x\r\n\r\n"),
         ("junk version", b"GET / HTTX/1.1\r\nhost: x\r\n\r\n"),
-        ("control char in target", b"GET /a\x01b HTTP/1.1\r\nhost: x\r\n\r\n"),
-        ("TLS hello on plain HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03EVIL\r\n\r\n"),
-        ("header without colon", b"GET / HTTP/1.1\r\nhost: x\r\nEVIL\r\n\r\n"),
+        (
+            "control char in target",
+            b"GET /a\x01b HTTP/1.1\r\nhost: x\r\n\r\n",
+        ),
+        (
+            "TLS hello on plain HTTP",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03EVIL\r\n\r\n",
+        ),
+        (
+            "header without colon",
+            b"GET / HTTP/1.1\r\nhost: x\r\nEVIL\r\n\r\n",
+        ),
         ("space before colon", b"GET / HTTP/1.1\r\nhost : x\r\n\r\n"),
-        ("bare CR in header", b"GET / HTTP/1.1\r\nhost: x\r\nx-a: a\rEVIL: 1\r\n\r\n"),
-        ("obs-fold", b"GET / HTTP/1.1\r\nhost: x\r\nx-correlation-id: a\r\n EVIL: 1\r\n\r\n"),
-        ("NUL in value", b"GET / HTTP/1.1\r\nhost: x\r\nx-tenant-id: a\x00EVIL\r\n\r\n"),
-        ("bad header name byte", b"GET / HTTP/1.1\r\nhost: x\r\nx(a): 1\r\n\r\n"),
+        (
+            "bare CR in header",
+            b"GET / HTTP/1.1\r\nhost: x\r\nx-a: a\rEVIL: 1\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            b"GET / HTTP/1.1\r\nhost: x\r\nx-correlation-id: a\r\n EVIL: 1\r\n\r\n",
+        ),
+        (
+            "NUL in value",
+            b"GET / HTTP/1.1\r\nhost: x\r\nx-tenant-id: a\x00EVIL\r\n\r\n",
+        ),
+        (
+            "bad header name byte",
+            b"GET / HTTP/1.1\r\nhost: x\r\nx(a): 1\r\n\r\n",
+        ),
     ];
     for (name, bytes) in cases {
         let text = raw(proxy.local_addr(), bytes).await;
@@ -153,17 +176,23 @@ async fn request_smuggling_never_reaches_the_app() {
     let cases: Vec<(&str, String, bool)> = vec![
         (
             "CL then TE (CL.TE)",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             true,
         ),
         (
             "TE then CL (TE.CL)",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 44\r\n\r\n0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 44\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             true,
         ),
         (
             "two different Content-Lengths",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\ncontent-length: 38\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\ncontent-length: 38\r\n\r\n{smuggled}"
+            ),
             false,
         ),
         (
@@ -178,27 +207,37 @@ async fn request_smuggling_never_reaches_the_app() {
         ),
         (
             "TE not ending in chunked",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             false,
         ),
         (
             "TE xchunked",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             false,
         ),
         (
             "TE with space before colon",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding : chunked\r\ncontent-length: 0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding : chunked\r\ncontent-length: 0\r\n\r\n{smuggled}"
+            ),
             false,
         ),
         (
             "TE on HTTP/1.0",
-            format!("POST /first HTTP/1.0\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.0\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            ),
             false,
         ),
         (
             "chunk size overflow",
-            format!("POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n\r\n{smuggled}"),
+            format!(
+                "POST /first HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n\r\n{smuggled}"
+            ),
             true,
         ),
     ];
@@ -206,7 +245,12 @@ async fn request_smuggling_never_reaches_the_app() {
         seen.lock().unwrap().clear();
         let text = raw(proxy.local_addr(), bytes.as_bytes()).await;
         let status = status_of(&text);
-        let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+        let paths: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
         assert!(
             !paths.iter().any(|p| p == "/smuggled"),
             "{name}: a smuggled request reached the app: {paths:?}"
@@ -227,7 +271,8 @@ async fn request_smuggling_never_reaches_the_app() {
         }
         for s in seen.lock().unwrap().iter() {
             assert!(
-                !(s.headers.contains_key("content-length") && s.headers.contains_key("transfer-encoding")),
+                !(s.headers.contains_key("content-length")
+                    && s.headers.contains_key("transfer-encoding")),
                 "{name}: the app got both framings"
             );
         }
@@ -240,7 +285,12 @@ async fn request_smuggling_never_reaches_the_app() {
     )
     .await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
-    let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
     assert_eq!(paths, ["/a", "/b"]);
     proxy.shutdown().await;
 }
@@ -249,18 +299,34 @@ async fn request_smuggling_never_reaches_the_app() {
 async fn header_floods_get_431_and_never_reach_the_app() {
     let (app, seen) = facts_app().await;
     let proxy = start(ProxyConfig::new(upstream(app)).policy(policy())).await;
-    let many: Vec<Vec<u8>> = (0..300).map(|i| format!("x-flood-{i}: 1").into_bytes()).collect();
+    let many: Vec<Vec<u8>> = (0..300)
+        .map(|i| format!("x-flood-{i}: 1").into_bytes())
+        .collect();
     let huge = vec![format!("x-big: {}", "a".repeat(100 * 1024)).into_bytes()];
     let wide: Vec<Vec<u8>> = (0..90)
         .map(|i| format!("x-wide-{i}: {}", "b".repeat(1000)).into_bytes())
         .collect();
-    for (name, lines) in [("300 headers", many), ("one 100 KB header", huge), ("90 KB of headers", wide)] {
+    for (name, lines) in [
+        ("300 headers", many),
+        ("one 100 KB header", huge),
+        ("90 KB of headers", wide),
+    ] {
         let text = raw(proxy.local_addr(), &request(&lines)).await;
-        assert_eq!(status_of(&text), 431, "{name}: {}", text.lines().next().unwrap_or(""));
+        assert_eq!(
+            status_of(&text),
+            431,
+            "{name}: {}",
+            text.lines().next().unwrap_or("")
+        );
     }
     assert!(seen.lock().unwrap().is_empty());
     // Within the limits: served.
-    let ok: Vec<Vec<u8>> = (0..60).map(|i| format!("x-ok-{i}: 1").into_bytes()).collect();
-    assert_eq!(status_of(&raw(proxy.local_addr(), &request(&ok)).await), 200);
+    let ok: Vec<Vec<u8>> = (0..60)
+        .map(|i| format!("x-ok-{i}: 1").into_bytes())
+        .collect();
+    assert_eq!(
+        status_of(&raw(proxy.local_addr(), &request(&ok)).await),
+        200
+    );
     proxy.shutdown().await;
 }

@@ -34,10 +34,19 @@ async fn upstream_down_answers_502_with_the_correlation_id() {
     let (status, headers, body) = get(&url, &[]).await;
     assert_eq!(status, 502);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["correlation_id"], headers["x-correlation-id"].to_str().unwrap());
+    assert_eq!(
+        v["correlation_id"],
+        headers["x-correlation-id"].to_str().unwrap()
+    );
     let text = proxy.metrics().render();
-    assert!(text.contains("threadline_proxy_upstream_errors_total{kind=\"connect\"} 2"), "{text}");
-    assert!(text.contains("threadline_proxy_requests_total{class=\"5xx\"} 2"), "{text}");
+    assert!(
+        text.contains("threadline_proxy_upstream_errors_total{kind=\"connect\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("threadline_proxy_requests_total{class=\"5xx\"} 2"),
+        "{text}"
+    );
     proxy.shutdown().await;
 }
 
@@ -59,7 +68,12 @@ async fn upstream_too_slow_answers_504_with_the_correlation_id() {
     assert_eq!(status, 504);
     assert_eq!(headers["x-correlation-id"], "slow-1");
     assert!(body.contains("\"correlation_id\":\"slow-1\""), "{body}");
-    assert!(proxy.metrics().render().contains("threadline_proxy_upstream_errors_total{kind=\"timeout\"} 1"));
+    assert!(
+        proxy
+            .metrics()
+            .render()
+            .contains("threadline_proxy_upstream_errors_total{kind=\"timeout\"} 1")
+    );
     proxy.shutdown().await;
 }
 
@@ -71,11 +85,20 @@ async fn admin_listener_serves_healthz_and_metrics() {
     let admin = proxy.admin_addr().unwrap();
     let (status, _, body) = get(&format!("http://{admin}/healthz"), &[]).await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let (status, _, _) = get(&format!("http://{}/x", proxy.local_addr()), &[("traceparent", "00-bad")]).await;
+    let (status, _, _) = get(
+        &format!("http://{}/x", proxy.local_addr()),
+        &[("traceparent", "00-bad")],
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, headers, body) = get(&format!("http://{admin}/metrics"), &[]).await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     for line in [
         "threadline_proxy_requests_total{class=\"2xx\"} 1",
         "threadline_proxy_request_duration_seconds_count 1",
@@ -106,7 +129,9 @@ async fn shutdown_drains_the_request_in_flight() {
     let proxy = start(ProxyConfig::new(upstream(app))).await;
     let addr = proxy.local_addr();
     let in_flight = tokio::spawn(async move { get(&format!("http://{addr}/work"), &[]).await });
-    tokio::time::timeout(TIMEOUT, arrived.notified()).await.expect("the request reached the app");
+    tokio::time::timeout(TIMEOUT, arrived.notified())
+        .await
+        .expect("the request reached the app");
     let stopping = tokio::spawn(proxy.shutdown());
     // New connections are refused once the listener is closed.
     let mut refused = false;
@@ -118,15 +143,26 @@ async fn shutdown_drains_the_request_in_flight() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused, "the listener closes on shutdown");
-    assert!(!stopping.is_finished(), "shutdown waits for the request in flight");
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the request in flight"
+    );
     gate.notify_one();
-    let (status, _, body) = tokio::time::timeout(TIMEOUT, in_flight).await.unwrap().unwrap();
+    let (status, _, body) = tokio::time::timeout(TIMEOUT, in_flight)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((status, body.as_str()), (200, "finished"));
-    tokio::time::timeout(TIMEOUT, stopping).await.expect("shutdown ends").unwrap();
+    tokio::time::timeout(TIMEOUT, stopping)
+        .await
+        .expect("shutdown ends")
+        .unwrap();
 }
 
 async fn request_on(tcp: &mut tokio::net::TcpStream) -> String {
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tcp.read(&mut buf).await.unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
@@ -143,18 +179,31 @@ async fn connection_limit_holds_further_connections() {
     let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
     assert!(request_on(&mut first).await.starts_with("HTTP/1.1 200"));
     assert!(request_on(&mut second).await.starts_with("HTTP/1.1 200"));
-    assert!(proxy.metrics().render().contains("threadline_proxy_connections_open{listener=\"proxy\"} 2"));
+    assert!(
+        proxy
+            .metrics()
+            .render()
+            .contains("threadline_proxy_connections_open{listener=\"proxy\"} 2")
+    );
     // A third connection waits in the backlog: the proxy does not take it while two
     // are open, so its request gets no answer.
     let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    third.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 64];
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf)).await.is_err(),
+        tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf))
+            .await
+            .is_err(),
         "served beyond the limit"
     );
     drop(first);
-    let n = tokio::time::timeout(TIMEOUT, third.read(&mut buf)).await.expect("served once a slot frees").unwrap();
+    let n = tokio::time::timeout(TIMEOUT, third.read(&mut buf))
+        .await
+        .expect("served once a slot frees")
+        .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     drop((second, third));
     proxy.shutdown().await;

@@ -41,7 +41,10 @@ async fn h2c_end_to_end_with_many_streams() {
                 .unwrap()
                 .unwrap();
             assert_eq!(resp.version(), http::Version::HTTP_2);
-            let id = resp.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+            let id = resp.headers()["x-correlation-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             (id, body)
         }));
@@ -53,13 +56,14 @@ async fn h2c_end_to_end_with_many_streams() {
         ids.insert(id);
     }
     assert_eq!(ids.len(), 50, "one correlation id per stream");
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 50);
-    for s in seen.iter() {
-        assert!(s.headers.contains_key("traceparent"));
-        assert!(!s.headers.contains_key("connection"));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 50);
+        for s in seen.iter() {
+            assert!(s.headers.contains_key("traceparent"));
+            assert!(!s.headers.contains_key("connection"));
+        }
     }
-    drop(seen);
     proxy.shutdown().await;
 }
 
@@ -83,7 +87,8 @@ struct CheckSvc;
 
 impl tonic::server::UnaryService<Ask> for CheckSvc {
     type Response = Answer;
-    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<Answer>, tonic::Status>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<tonic::Response<Answer>, tonic::Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Ask>) -> Self::Future {
         let md = request.metadata().clone();
@@ -93,7 +98,12 @@ impl tonic::server::UnaryService<Ask> for CheckSvc {
                 // A status travels in the trailers: the proxy must keep them.
                 return Err(tonic::Status::not_found("no such item: unknown"));
             }
-            let get = |k: &str| md.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+            let get = |k: &str| {
+                md.get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
             Ok(tonic::Response::new(Answer {
                 correlation_id: get("x-correlation-id"),
                 traceparent: get("traceparent"),
@@ -152,11 +162,17 @@ async fn grpc_to_a_tonic_service_keeps_trailers() {
     let mut grpc = tonic::client::Grpc::with_origin(channel, origin);
 
     grpc.ready().await.unwrap();
-    let mut ask = tonic::Request::new(Ask { item: "kettle".into() });
+    let mut ask = tonic::Request::new(Ask {
+        item: "kettle".into(),
+    });
     ask.metadata_mut()
         .insert("x-correlation-id", "grpc-call-1".parse().unwrap());
     let reply = grpc
-        .unary(ask, PathAndQuery::from_static(STOCK), ProstCodec::<Ask, Answer>::default())
+        .unary(
+            ask,
+            PathAndQuery::from_static(STOCK),
+            ProstCodec::<Ask, Answer>::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -171,13 +187,19 @@ async fn grpc_to_a_tonic_service_keeps_trailers() {
     grpc.ready().await.unwrap();
     let err = grpc
         .unary(
-            tonic::Request::new(Ask { item: "unknown".into() }),
+            tonic::Request::new(Ask {
+                item: "unknown".into(),
+            }),
             PathAndQuery::from_static(STOCK),
             ProstCodec::<Ask, Answer>::default(),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound, "grpc-status from the trailers");
+    assert_eq!(
+        err.code(),
+        tonic::Code::NotFound,
+        "grpc-status from the trailers"
+    );
     assert_eq!(err.message(), "no such item: unknown");
     proxy.shutdown().await;
 }
@@ -213,7 +235,10 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> (u8, Vec<u8>)
 }
 
 fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut f = vec![0x80 | opcode, payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 }];
+    let mut f = vec![
+        0x80 | opcode,
+        payload.len() as u8 | if mask.is_some() { 0x80 } else { 0 },
+    ];
     match mask {
         Some(m) => {
             f.extend_from_slice(&m);
@@ -229,7 +254,10 @@ async fn websocket_echo_through_the_proxy() {
     // The app: a WebSocket echo server (handshake by the RFC 6455 rules, then echoes
     // every text frame back, unmasked, until a close frame).
     let (app, seen) = serve(|mut req: Request<Incoming>| async move {
-        let key = req.headers()["sec-websocket-key"].to_str().unwrap().to_owned();
+        let key = req.headers()["sec-websocket-key"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let mut io = TokioIo::new(upgrade.await.unwrap());
@@ -239,7 +267,9 @@ async fn websocket_echo_through_the_proxy() {
                     let _ = io.write_all(&frame(0x8, &[], None)).await;
                     break;
                 }
-                io.write_all(&frame(op & 0x0f, &payload, None)).await.unwrap();
+                io.write_all(&frame(op & 0x0f, &payload, None))
+                    .await
+                    .unwrap();
             }
         });
         Response::builder()
@@ -254,7 +284,9 @@ async fn websocket_echo_through_the_proxy() {
     let proxy = start(ProxyConfig::new(upstream(app))).await;
 
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
-    let mut tcp = tokio::net::TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
     let handshake = format!(
         "GET /chat HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
          sec-websocket-version: 13\r\nsec-websocket-key: {key}\r\nx-correlation-id: ws-1\r\n\r\n"
@@ -273,7 +305,13 @@ async fn websocket_echo_through_the_proxy() {
     let head = String::from_utf8(head).unwrap();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let lower = head.to_ascii_lowercase();
-    assert!(lower.contains(&format!("sec-websocket-accept: {}", ws_accept(key).to_ascii_lowercase())), "{head}");
+    assert!(
+        lower.contains(&format!(
+            "sec-websocket-accept: {}",
+            ws_accept(key).to_ascii_lowercase()
+        )),
+        "{head}"
+    );
     assert!(lower.contains("upgrade: websocket"), "{head}");
     assert!(lower.contains("x-correlation-id: ws-1"), "{head}");
     {
@@ -283,13 +321,21 @@ async fn websocket_echo_through_the_proxy() {
         assert!(seen[0].headers.contains_key("traceparent"));
     }
     for msg in ["hello through the proxy", "second message"] {
-        tcp.write_all(&frame(0x1, msg.as_bytes(), Some([1, 2, 3, 4]))).await.unwrap();
-        let (op, payload) = tokio::time::timeout(TIMEOUT, read_frame(&mut tcp)).await.unwrap();
+        tcp.write_all(&frame(0x1, msg.as_bytes(), Some([1, 2, 3, 4])))
+            .await
+            .unwrap();
+        let (op, payload) = tokio::time::timeout(TIMEOUT, read_frame(&mut tcp))
+            .await
+            .unwrap();
         assert_eq!(op, 0x81);
         assert_eq!(payload, msg.as_bytes());
     }
-    tcp.write_all(&frame(0x8, &[], Some([9, 9, 9, 9]))).await.unwrap();
-    let (op, _) = tokio::time::timeout(TIMEOUT, read_frame(&mut tcp)).await.unwrap();
+    tcp.write_all(&frame(0x8, &[], Some([9, 9, 9, 9])))
+        .await
+        .unwrap();
+    let (op, _) = tokio::time::timeout(TIMEOUT, read_frame(&mut tcp))
+        .await
+        .unwrap();
     assert_eq!(op, 0x88, "close echoed");
     proxy.shutdown().await;
 }
@@ -310,16 +356,27 @@ async fn slow_clients_hold_up_nobody() {
 
     // A slowloris: a head that never ends, one byte now and then.
     let mut slowloris = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slowloris.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    slowloris
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     // A client that asks for a big body and never reads it.
     let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stalled.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
 
     // Everybody else is served meanwhile.
     let c = client();
     for _ in 0..10 {
-        let req = Request::get(format!("http://{addr}/")).body(Full::new(Bytes::new())).unwrap();
-        let resp = tokio::time::timeout(TIMEOUT, c.request(req)).await.unwrap().unwrap();
+        let req = Request::get(format!("http://{addr}/"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(TIMEOUT, c.request(req))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body.len(), 4 << 20);
@@ -330,12 +387,19 @@ async fn slow_clients_hold_up_nobody() {
     let n = tokio::time::timeout(TIMEOUT, slowloris.read_to_end(&mut out))
         .await
         .expect("the slow head is cut off in time");
-    assert!(n.is_err() || out.is_empty() || out.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        n.is_err() || out.is_empty() || out.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
     // The stalled reader still gets its whole body once it reads.
     let mut got = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     while got.len() < 4 << 20 {
-        let n = tokio::time::timeout(TIMEOUT, stalled.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(TIMEOUT, stalled.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "closed early");
         got.extend_from_slice(&buf[..n]);
     }

@@ -71,8 +71,14 @@ async fn python_app_gets_the_context_and_logs_it() {
     let tp = one(&h, "traceparent").unwrap();
     assert!(tp.starts_with(&format!("00-{T}-")), "same trace: {tp}");
     assert!(!tp.contains(P), "the proxy's own parent id: {tp}");
-    assert!(h.get("x-proxy-secret").is_none(), "the secret never reaches the app");
-    assert!(h.get("x-hop").is_none(), "headers named by Connection are hop-by-hop");
+    assert!(
+        h.get("x-proxy-secret").is_none(),
+        "the secret never reaches the app"
+    );
+    assert!(
+        h.get("x-hop").is_none(),
+        "headers named by Connection are hop-by-hop"
+    );
     assert_eq!(one(&h, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
 
     // No context at all: a correlation id and a traceparent are minted.
@@ -97,7 +103,10 @@ async fn python_app_gets_the_context_and_logs_it() {
             assert!(lines.iter().any(|l| l["correlation_id"] == minted.as_str()));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "app log lines: {lines:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "app log lines: {lines:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     proxy.shutdown().await;
@@ -133,7 +142,10 @@ async fn untrusted_callers_cannot_set_tenant_ids_or_ids() {
     let cid = one(&h, "x-correlation-id").unwrap();
     assert_ne!(cid, "spoofed-id", "edge mode replaces the id");
     assert_eq!(resp_headers["x-correlation-id"], cid.as_str());
-    assert!(!one(&h, "traceparent").unwrap().contains(T), "a fresh trace");
+    assert!(
+        !one(&h, "traceparent").unwrap().contains(T),
+        "a fresh trace"
+    );
     assert!(proxy.metrics().rejected_for("untrusted") >= 1);
     assert!(proxy.metrics().rejected_for("replaced_at_edge") >= 1);
     proxy.shutdown().await;
@@ -170,8 +182,14 @@ async fn requests_are_routed_by_key_to_python_apps() {
         assert!(resp.contains_key("x-correlation-id"));
     }
     let text = proxy.metrics().render();
-    assert!(text.contains("threadline_proxy_routes_total{route=\"alice\"} 1"), "{text}");
-    assert!(text.contains("threadline_proxy_routes_total{route=\"baseline\"} 2"), "{text}");
+    assert!(
+        text.contains("threadline_proxy_routes_total{route=\"alice\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("threadline_proxy_routes_total{route=\"baseline\"} 2"),
+        "{text}"
+    );
     proxy.shutdown().await;
 }
 
@@ -224,9 +242,15 @@ async fn app_calls_through_egress_never_leak_credentials_to_foreign_hosts() {
     assert_eq!(status, 200, "{body}");
     let h = headers_of(&body);
     assert_eq!(one(&h, "x-tenant-id").as_deref(), Some("acme"));
-    assert_eq!(one(&h, "authorization").as_deref(), Some("Bearer top-secret"));
+    assert_eq!(
+        one(&h, "authorization").as_deref(),
+        Some("Bearer top-secret")
+    );
     assert_eq!(one(&h, "x-correlation-id").as_deref(), Some("order-8"));
-    assert!(h.get("cookie").is_none(), "a credential not named in the grant");
+    assert!(
+        h.get("cookie").is_none(),
+        "a credential not named in the grant"
+    );
 
     let (status, _, body) = get(
         &format!("{base}/call?to=http://{}/echo", foreign.addr),
@@ -234,14 +258,29 @@ async fn app_calls_through_egress_never_leak_credentials_to_foreign_hosts() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert!(!body.contains("top-secret"), "credentials reached a foreign host: {body}");
-    assert!(!body.contains("acme"), "the tenant reached a foreign host: {body}");
+    assert!(
+        !body.contains("top-secret"),
+        "credentials reached a foreign host: {body}"
+    );
+    assert!(
+        !body.contains("acme"),
+        "the tenant reached a foreign host: {body}"
+    );
     let h = headers_of(&body);
     assert!(h.get("authorization").is_none() && h.get("cookie").is_none());
     assert!(h.get("x-correlation-id").is_none() && h.get("x-tenant-id").is_none());
-    assert!(one(&h, "traceparent").unwrap().contains(T), "traceparent may go");
+    assert!(
+        one(&h, "traceparent").unwrap().contains(T),
+        "traceparent may go"
+    );
     let text = proxy.metrics().render();
-    assert!(text.contains("threadline_proxy_egress_requests_total{grant=\"context\"} 1"), "{text}");
-    assert!(text.contains("threadline_proxy_egress_requests_total{grant=\"traceparent\"} 1"), "{text}");
+    assert!(
+        text.contains("threadline_proxy_egress_requests_total{grant=\"context\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("threadline_proxy_egress_requests_total{grant=\"traceparent\"} 1"),
+        "{text}"
+    );
     proxy.shutdown().await;
 }

@@ -46,50 +46,71 @@ async fn tls_listener_speaks_h2_and_http1_by_alpn() {
     let name = ServerName::try_from("localhost").unwrap();
 
     // HTTP/2 over TLS.
-    let tcp = tokio::net::TcpStream::connect(proxy.local_addr()).await.unwrap();
-    let tls = connector(b"h2").connect(name.clone(), tcp).await.unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+    let tcp = tokio::net::TcpStream::connect(proxy.local_addr())
         .await
         .unwrap();
+    let tls = connector(b"h2").connect(name.clone(), tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let req = Request::get("https://localhost/secure")
         .header("x-correlation-id", "tls-1")
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let resp = tokio::time::timeout(TIMEOUT, send.send_request(req)).await.unwrap().unwrap();
+    let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-correlation-id"], "tls-1");
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
 
     // HTTP/1.1 over TLS.
-    let tcp = tokio::net::TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
     let tls = connector(b"http/1.1").connect(name, tcp).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = Request::get("/plain")
         .header("host", "localhost")
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let resp = tokio::time::timeout(TIMEOUT, send.send_request(req)).await.unwrap().unwrap();
+    let resp = tokio::time::timeout(TIMEOUT, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("x-correlation-id"));
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2);
-    for s in seen.iter() {
-        assert_eq!(s.headers["x-forwarded-proto"], "https");
-        assert!(s.headers.contains_key("traceparent"));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        for s in seen.iter() {
+            assert_eq!(s.headers["x-forwarded-proto"], "https");
+            assert!(s.headers.contains_key("traceparent"));
+        }
+        assert_eq!(
+            seen[0].headers["host"], "localhost",
+            "the caller's authority is kept"
+        );
     }
-    assert_eq!(seen[0].headers["host"], "localhost", "the caller's authority is kept");
-    drop(seen);
     proxy.shutdown().await;
 }
 
 #[tokio::test]
 async fn bad_certificate_files_are_tls_errors() {
     let (app, _) = ok_app().await;
-    for (cert, key) in [("missing.pem", "key.pem"), ("cert.pem", "missing.pem"), ("key.pem", "key.pem")] {
+    for (cert, key) in [
+        ("missing.pem", "key.pem"),
+        ("cert.pem", "missing.pem"),
+        ("key.pem", "key.pem"),
+    ] {
         let mut config = ProxyConfig::new(upstream(app)).listen("127.0.0.1:0".parse().unwrap());
         config.tls = Some(TlsFiles::new(dir().join(cert), dir().join(key)));
         let err = Proxy::new(config).unwrap().start().await.unwrap_err();
