@@ -14,14 +14,18 @@ fn main() -> std::io::Result<()> {
         .skip(1)
         .map(|a| a.parse().expect("an address such as 127.0.0.1:9001"))
         .collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut tasks = Vec::new();
         for addr in addrs {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Ok((tcp, _)) = listener.accept().await else { continue };
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(|_req| async {

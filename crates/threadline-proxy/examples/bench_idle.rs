@@ -10,7 +10,9 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr: std::net::SocketAddr = args.next().expect("ADDR").parse().expect("an address");
     let n: usize = args.next().map_or(10_000, |s| s.parse().expect("a count"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut held = Vec::with_capacity(n);
         let mut done = 0;
@@ -20,7 +22,8 @@ fn main() -> std::io::Result<()> {
             for _ in 0..batch {
                 tasks.push(tokio::spawn(async move {
                     let mut tcp = tokio::net::TcpStream::connect(addr).await?;
-                    tcp.write_all(b"GET / HTTP/1.1\r\nhost: bench\r\nx-routing-key: alice\r\n\r\n").await?;
+                    tcp.write_all(b"GET / HTTP/1.1\r\nhost: bench\r\nx-routing-key: alice\r\n\r\n")
+                        .await?;
                     let mut buf = [0u8; 1024];
                     let got = tcp.read(&mut buf).await?;
                     if !buf[..got].starts_with(b"HTTP/1.1 200") {
