@@ -20,6 +20,9 @@
 # Each round runs wrk against nginx, the proxy and the backend directly (order rotated
 # each round; fresh measurements, same processes), and the tables give medians and the
 # per-round ratios proxy/nginx paired within a round (median and the min-max range).
+# Besides wrk's figures, each proxy's own CPU time (user + system, /proc/<pid>/stat)
+# over the requests wrk completed: CPU per request, which does not need the proxy's
+# core to be saturated (wrk and the backend may be the bottleneck on CPU $LOAD_CPU).
 # Then 10,000 keep-alive connections that each served one request are held idle
 # against each proxy in turn, and its resident memory (VmRSS) is read.
 #
@@ -125,38 +128,47 @@ wrk.headers["x-routing-key"] = "alice"
 wrk.headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 LUA
 
-# Prints "rps p50_us p99_us" for one wrk run against port $1.
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+
+# Prints "rps p50_us p99_us cpu_us_per_request" for one wrk run against port $1; the
+# CPU is that of process $2 (the proxy under test; 0 for none).
 measure() {
-  local out
+  local out c0=0 c1=0
+  [ "$2" != 0 ] && c0=$(cpu_ticks "$2")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$work/req.lua" "http://127.0.0.1:$1/" 2>&1)
+  [ "$2" != 0 ] && c1=$(cpu_ticks "$2")
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then echo "$out" | grep "Non-2xx\|Socket errors" >&2; fi
-  echo "$out" | awk '
+  echo "$out" | awk -v ticks=$((c1 - c0)) -v hz="$HZ" '
     function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; if (v ~ /s$/) return (v+0)*1e6; return v+0 }
     /Requests\/sec/ { rps=$2 }
+    / requests in / { n=$1 }
     $1=="50%" { p50=us($2) }
     $1=="99%" { p99=us($2) }
-    END { printf "%.0f %.0f %.0f\n", rps, p50, p99 }'
+    END { printf "%.0f %.0f %.0f %.2f\n", rps, p50, p99, (n > 0 ? ticks * 1e6 / hz / n : 0) }'
 }
 
 # warm-up
-measure "$np" >/dev/null; measure "$tp" >/dev/null
+measure "$np" 0 >/dev/null; measure "$tp" 0 >/dev/null
 
-declare -a N_RPS T_RPS D_RPS N_P50 T_P50 D_P50 N_P99 T_P99 D_P99 R_RPS R_P99
+declare -a N_RPS T_RPS D_RPS N_P50 T_P50 D_P50 N_P99 T_P99 D_P99 R_RPS R_P99 N_CPU T_CPU R_CPU
 for r in $(seq 1 "$ROUNDS"); do
   case $((r % 3)) in
     0) order="nginx proxy direct";; 1) order="proxy direct nginx";; *) order="direct nginx proxy";;
   esac
   for v in $order; do
     case $v in
-      nginx) read -r rps p50 p99 < <(measure "$np"); N_RPS+=("$rps"); N_P50+=("$p50"); N_P99+=("$p99");;
-      proxy) read -r rps p50 p99 < <(measure "$tp"); T_RPS+=("$rps"); T_P50+=("$p50"); T_P99+=("$p99");;
-      direct) read -r rps p50 p99 < <(measure "$b1"); D_RPS+=("$rps"); D_P50+=("$p50"); D_P99+=("$p99");;
+      nginx) read -r rps p50 p99 cpu < <(measure "$np" "$nginx_pid"); N_RPS+=("$rps"); N_P50+=("$p50"); N_P99+=("$p99"); N_CPU+=("$cpu");;
+      proxy) read -r rps p50 p99 cpu < <(measure "$tp" "$proxy_pid"); T_RPS+=("$rps"); T_P50+=("$p50"); T_P99+=("$p99"); T_CPU+=("$cpu");;
+      direct) read -r rps p50 p99 _ < <(measure "$b1" 0); D_RPS+=("$rps"); D_P50+=("$p50"); D_P99+=("$p99");;
     esac
   done
   i=$((r - 1))
   R_RPS+=("$(awk -v a="${T_RPS[$i]}" -v b="${N_RPS[$i]}" 'BEGIN{printf "%.3f", a/b}')")
   R_P99+=("$(awk -v a="${T_P99[$i]}" -v b="${N_P99[$i]}" 'BEGIN{printf "%.3f", a/b}')")
-  echo "round $r: nginx ${N_RPS[$i]} req/s p99 ${N_P99[$i]} us | proxy ${T_RPS[$i]} req/s p99 ${T_P99[$i]} us | direct ${D_RPS[$i]} req/s" >&2
+  R_CPU+=("$(awk -v a="${T_CPU[$i]}" -v b="${N_CPU[$i]}" 'BEGIN{printf "%.3f", (a > 0 ? b/a : 0)}')")
+  echo "round $r: nginx ${N_RPS[$i]} req/s p99 ${N_P99[$i]} us ${N_CPU[$i]} us CPU/req | proxy ${T_RPS[$i]} req/s p99 ${T_P99[$i]} us ${T_CPU[$i]} us CPU/req | direct ${D_RPS[$i]} req/s" >&2
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
@@ -165,18 +177,18 @@ range() { printf '%s\n' "$@" | sort -g | awk 'NR==1{lo=$1} {hi=$1} END{printf "[
 echo
 echo "threadline proxy vs nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), one worker each on CPU $PROXY_CPU; wrk -t1 -c$CONNS -d${DURATION}s and the backend on CPU $LOAD_CPU; $ROUNDS rounds"
 echo
-printf '| %-18s | %10s | %8s | %8s |\n' "target" "req/s" "p50 us" "p99 us"
-printf '|%s|%s|%s|%s|\n' "--------------------" "------------" "----------" "----------"
-printf '| %-18s | %10s | %8s | %8s |\n' "nginx" "$(median "${N_RPS[@]}")" "$(median "${N_P50[@]}")" "$(median "${N_P99[@]}")"
-printf '| %-18s | %10s | %8s | %8s |\n' "threadline proxy" "$(median "${T_RPS[@]}")" "$(median "${T_P50[@]}")" "$(median "${T_P99[@]}")"
-printf '| %-18s | %10s | %8s | %8s |\n' "backend directly" "$(median "${D_RPS[@]}")" "$(median "${D_P50[@]}")" "$(median "${D_P99[@]}")"
+printf '| %-18s | %10s | %8s | %8s | %12s |\n' "target" "req/s" "p50 us" "p99 us" "CPU us/req"
+printf '|%s|%s|%s|%s|%s|\n' "--------------------" "------------" "----------" "----------" "--------------"
+printf '| %-18s | %10s | %8s | %8s | %12s |\n' "nginx" "$(median "${N_RPS[@]}")" "$(median "${N_P50[@]}")" "$(median "${N_P99[@]}")" "$(median "${N_CPU[@]}")"
+printf '| %-18s | %10s | %8s | %8s | %12s |\n' "threadline proxy" "$(median "${T_RPS[@]}")" "$(median "${T_P50[@]}")" "$(median "${T_P99[@]}")" "$(median "${T_CPU[@]}")"
+printf '| %-18s | %10s | %8s | %8s | %12s |\n' "backend directly" "$(median "${D_RPS[@]}")" "$(median "${D_P50[@]}")" "$(median "${D_P99[@]}")" "-"
 echo
 echo "paired per round (median [min, max]):"
 echo "  proxy / nginx requests/s: $(median "${R_RPS[@]}") $(range "${R_RPS[@]}")   (goal >= 1.0)"
 echo "  proxy / nginx p99:        $(median "${R_P99[@]}") $(range "${R_P99[@]}")   (goal <= 1.2)"
+echo "  nginx / proxy CPU per request (the throughput ratio a saturated core would give): $(median "${R_CPU[@]}") $(range "${R_CPU[@]}")"
 tm=$(median "${T_RPS[@]}"); dm=$(median "${D_RPS[@]}"); nm=$(median "${N_RPS[@]}")
 awk -v t="$tm" -v d="$dm" -v n="$nm" 'BEGIN {
-  printf "  CPU per request on the proxy core: proxy %.1f us, nginx %.1f us (1e6 / req/s, the core saturated)\n", 1e6/t, 1e6/n;
   printf "  proxy vs the backend directly: %.2fx the requests/s\n", t/d }'
 tp50=$(median "${T_P50[@]}"); dp50=$(median "${D_P50[@]}")
 echo "  added median latency through the proxy at $CONNS connections: $((tp50 - dp50)) us"
