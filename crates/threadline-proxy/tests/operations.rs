@@ -1,6 +1,7 @@
 //! Operations: upstream down or slow (502 / 504 with the correlation id, never a
 //! hang), the admin listener (`/healthz`, `/metrics`), graceful shutdown draining a
-//! request in flight, and the connection limit.
+//! request in flight, the connection limit, and a `Route` of ones own (the seam a
+//! route table plugs into) reading the captured context.
 
 mod common;
 
@@ -206,5 +207,59 @@ async fn connection_limit_holds_further_connections() {
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     drop((second, third));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_of_ones_own_sees_the_captured_context() {
+    // The seam a full route table plugs into: here, a routing key read from baggage
+    // (what the route-table library will do among other forms), `None` for no route.
+    let (baseline, _) =
+        serve(|_req| async { Response::new(Full::new(Bytes::from_static(b"baseline"))) }).await;
+    let (alice, _) =
+        serve(|_req| async { Response::new(Full::new(Bytes::from_static(b"alice"))) }).await;
+    let (b, a) = (
+        upstream(baseline).named("baseline"),
+        upstream(alice).named("alice"),
+    );
+    let route = move |head: &threadline_proxy::RequestHead<'_>, ctx: &threadline::Context| {
+        if head.uri.path() == "/nowhere" {
+            return None;
+        }
+        match ctx.baggage().and_then(|bag| bag.get("routing-key")) {
+            Some(k) if k == "alice" => Some(a.clone()),
+            _ => Some(b.clone()),
+        }
+    };
+    let proxy = threadline_proxy::Proxy::new(
+        ProxyConfig::new(upstream(baseline)).listen("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap()
+    .with_route(route)
+    .start()
+    .await
+    .unwrap();
+    let base = format!("http://{}", proxy.local_addr());
+    let (_, _, body) = get(&format!("{base}/"), &[("baggage", "routing-key=alice,x=1")]).await;
+    assert_eq!(body, "alice");
+    let (_, _, body) = get(&format!("{base}/"), &[("baggage", "routing-key=bob")]).await;
+    assert_eq!(body, "baseline");
+    let (status, headers, body) = get(
+        &format!("{base}/nowhere"),
+        &[("x-correlation-id", "lost-1")],
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(headers["x-correlation-id"], "lost-1");
+    assert!(body.contains("\"error\":\"no route\""), "{body}");
+    let text = proxy.metrics().render();
+    assert!(
+        text.contains("threadline_proxy_upstream_errors_total{kind=\"no_route\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("threadline_proxy_routes_total{route=\"alice\"} 1"),
+        "{text}"
+    );
     proxy.shutdown().await;
 }
