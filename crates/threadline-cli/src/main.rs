@@ -1,5 +1,6 @@
 //! The `threadline` binary: `demo` shows context following one order through a store,
-//! a warehouse and a background worker; `inspect` decodes context headers.
+//! a warehouse and a background worker; `proxy` runs the context sidecar; `inspect`
+//! decodes context headers.
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod proxy;
 
 use threadline_cli::demo;
 
@@ -26,6 +28,10 @@ enum Command {
     /// Follow orders through a store, a warehouse and a worker, printing every log line
     /// with the context it carries.
     Demo(demo::Args),
+    /// The context sidecar: a reverse proxy in front of a service in any language that
+    /// applies the policy (trust boundary, ids minted, context forwarded as headers,
+    /// correlation id echoed), routes by rule, logs a JSON line per request.
+    Proxy(proxy::ProxyArgs),
     /// Decode traceparent, tracestate, baggage, b3, X-Cloud-Trace-Context, X-Amzn-Trace-Id,
     /// uber-trace-id, x-datadog-*, ot-tracer-* and correlation ids, each trace shown in
     /// the other formats; exits 1 when any value breaks a rule. Headers as arguments
@@ -60,6 +66,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("threadline demo: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Proxy(args) => match proxy::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("threadline proxy: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -11,6 +11,9 @@
 //!    are dropped and logged at debug level by name and reason, never by value; the
 //!    request always goes on),
 //! 3. puts the [`Context`] into the request extensions (axum: `Extension<Context>`),
+//!    and, when something was dropped, the capture's [`Report`] (names and reasons,
+//!    never values: a service that forwards the request reads it to keep the dropped
+//!    headers off the forwarded copy),
 //! 4. runs the inner service inside [`Context::scope`], so `Context::current()`,
 //!    `threadline::spawn` and the client layer see it,
 //! 5. sets the correlation id on the response, also on error responses the inner
@@ -325,6 +328,9 @@ where
             if let Some(hook) = &c.on_report {
                 hook(&captured.report, trust);
             }
+            // For services that forward the request (a proxy): the names of the
+            // headers that were dropped, so they can be kept off the forwarded request.
+            req.extensions_mut().insert(captured.report);
         }
         // Boxed: off by default, and the future stays small (it is moved several times
         // on its way into the connection's task).
@@ -503,6 +509,32 @@ mod tests {
         assert_eq!(resp.status(), 200);
         assert_eq!(seen.load(Ordering::Relaxed), 2);
         assert!(!resp.body().contains("EVIL"));
+    }
+
+    #[tokio::test]
+    async fn report_reaches_the_inner_service_only_when_something_was_dropped() {
+        let svc = ServiceBuilder::new()
+            .layer(ThreadlineLayer::new(Policy::default()))
+            .service(service_fn(|req: Request<()>| async move {
+                let names: Vec<String> = req
+                    .extensions()
+                    .get::<Report>()
+                    .map(|r| r.iter().map(|x| x.name.to_string()).collect())
+                    .unwrap_or_default();
+                Ok::<_, Infallible>(Response::new(names.join(",")))
+            }));
+        let bad = Request::builder()
+            .header("traceparent", "00-EVIL-00")
+            .body(())
+            .unwrap();
+        let resp = svc.clone().oneshot(bad).await.unwrap();
+        assert_eq!(resp.body(), "traceparent");
+        let clean = Request::builder()
+            .header("x-correlation-id", "ok-1")
+            .body(())
+            .unwrap();
+        let resp = svc.oneshot(clean).await.unwrap();
+        assert_eq!(resp.body(), "");
     }
 
     #[tokio::test]
