@@ -125,6 +125,52 @@ pub struct TraceConfig {
     pub emit_b3: B3Emit,
     /// Mark new root traces sampled (default true).
     pub sample_new_traces: bool,
+    /// Other trace formats read, in order (see [`PolicyBuilder::read_format`]):
+    /// `"gcp"`, `"xray"`, `"jaeger"`, `"datadog"`, `"ot"`.
+    pub read: Vec<FormatName>,
+    /// Other trace formats written beside W3C.
+    pub write: Vec<FormatName>,
+    /// Read those formats before W3C (default false).
+    pub formats_first: bool,
+}
+
+/// A trace format by name, for policy files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FormatName {
+    /// Google Cloud `X-Cloud-Trace-Context`.
+    Gcp,
+    /// AWS X-Ray `X-Amzn-Trace-Id`.
+    Xray,
+    /// Jaeger `uber-trace-id` and `uberctx-*`.
+    Jaeger,
+    /// Datadog `x-datadog-*`.
+    Datadog,
+    /// OpenTracing `ot-tracer-*` and `ot-baggage-*`.
+    Ot,
+}
+
+impl FormatName {
+    fn add(self, b: PolicyBuilder, read: bool) -> PolicyBuilder {
+        use crate::format::{CloudTraceFormat, DatadogFormat, JaegerFormat, OtFormat, XRayFormat};
+        macro_rules! with {
+            ($f:expr) => {
+                if read {
+                    b.read_format($f)
+                } else {
+                    b.write_format($f)
+                }
+            };
+        }
+        match self {
+            FormatName::Gcp => with!(CloudTraceFormat),
+            FormatName::Xray => with!(XRayFormat),
+            FormatName::Jaeger => with!(JaegerFormat),
+            FormatName::Datadog => with!(DatadogFormat),
+            FormatName::Ot => with!(OtFormat),
+        }
+    }
 }
 
 impl Default for TraceConfig {
@@ -135,6 +181,9 @@ impl Default for TraceConfig {
             accept_b3: false,
             emit_b3: B3Emit::None,
             sample_new_traces: true,
+            read: Vec::new(),
+            write: Vec::new(),
+            formats_first: false,
         }
     }
 }
@@ -208,6 +257,7 @@ impl PolicyConfig {
             .accept_b3(self.trace.accept_b3)
             .emit_b3(self.trace.emit_b3)
             .sample_new_traces(self.trace.sample_new_traces)
+            .formats_first(self.trace.formats_first)
             .untrusted_start_fresh(
                 self.untrusted.fresh_trace,
                 self.untrusted.fresh_correlation_id,
@@ -216,6 +266,12 @@ impl PolicyConfig {
             .fields_over_http(self.fields.over_http);
         for n in c.also_accept {
             b = b.also_accept(n);
+        }
+        for f in self.trace.read {
+            b = f.add(b, true);
+        }
+        for f in self.trace.write {
+            b = f.add(b, false);
         }
         for h in self.headers {
             let mut rule = HeaderRule::new(h.name.clone());

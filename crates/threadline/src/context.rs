@@ -242,9 +242,20 @@ pub(crate) struct Inner {
     pub(crate) correlation_id: Option<CorrelationId>,
     pub(crate) id_origin: IdOrigin,
     pub(crate) trace: Option<TraceContext>,
+    /// The raw headers of the trace format (other than W3C and B3) the trace was read
+    /// from, kept so that a writer of the same format can forward what only it carries
+    /// (X-Ray's other keys, Datadog's origin and tags).
+    pub(crate) received: Option<Arc<Received>>,
     pub(crate) baggage: Option<Baggage>,
     pub(crate) headers: SmallVec<[Header; 4]>,
     pub(crate) fields: SmallVec<[Field; 2]>,
+}
+
+/// The headers of the format a trace was read from (see `Inner::received`).
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) codec: crate::codec::Codec,
+    pub(crate) headers: SmallVec<[(HeaderName, HeaderValue); 2]>,
 }
 
 /// An immutable snapshot of the propagated context of one unit of work.
@@ -307,6 +318,7 @@ impl Context {
                     correlation_id: None,
                     id_origin: IdOrigin::Minted,
                     trace: None,
+                    received: None,
                     baggage: None,
                     headers: SmallVec::new(),
                     fields: SmallVec::new(),

@@ -25,6 +25,7 @@ use std::hash::BuildHasher;
 use crate::carrier::{CarrierKind, Injector};
 use crate::codec::{B3, SpanId, encode_baggage_value, shared_header_value};
 use crate::context::Context;
+use crate::format::{BaggageParts, Format, Parts, Sampling, TraceParts};
 use crate::names;
 use crate::policy::B3Emit;
 
@@ -61,7 +62,7 @@ impl Context {
         if let Some(t) = &i.trace {
             // One lookup for the usual case (no traceparent set by the caller): the
             // child value is made first and written only if the slot is free.
-            let written = if allow(&names::TRACEPARENT) {
+            let written = if p.w3c && allow(&names::TRACEPARENT) {
                 let tp = t.child();
                 shared_header_value(tp.encode().as_bytes())
                     .is_some_and(|v| carrier.set_if_absent(&names::TRACEPARENT, &v))
@@ -95,6 +96,17 @@ impl Context {
         if let Some(b) = &i.baggage {
             put(carrier, &names::BAGGAGE, b.header_value());
         }
+        if let (Some(formats), Some(t)) = (&p.formats, &i.trace) {
+            if !formats.writers.is_empty() {
+                // The call's own parent id: the one the traceparent carries, else a new one.
+                let parent = sent.unwrap_or_else(|| {
+                    let id = SpanId::random();
+                    sent = Some(id);
+                    id
+                });
+                self.write_formats(&formats.writers, t, parent, carrier, &allow);
+            }
+        }
         for h in &i.headers {
             put(carrier, self.names_of(h).1, &h.value);
         }
@@ -116,6 +128,74 @@ impl Context {
             }
         }
         sent
+    }
+}
+
+impl Context {
+    /// Writes the trace in each extra format of the policy (beside W3C), with the call's
+    /// parent id; a writer of the format the trace was read from forwards what only that
+    /// format carries (X-Ray's other keys, Datadog's origin and tags).
+    fn write_formats<I, F>(
+        &self,
+        writers: &[std::sync::Arc<dyn Format>],
+        t: &crate::TraceContext,
+        parent: SpanId,
+        carrier: &mut I,
+        allow: &F,
+    ) where
+        I: Injector + ?Sized,
+        F: Fn(&HeaderName) -> bool,
+    {
+        let received = self.inner.received.as_deref();
+        let stored: Option<http::HeaderMap> = received.map(|r| r.headers.iter().cloned().collect());
+        let baggage = self
+            .inner
+            .baggage
+            .as_ref()
+            .map(|b| BaggageParts::list(b.as_str()));
+        let mut out = Allowed { carrier, allow };
+        for w in writers {
+            let mut trace =
+                TraceParts::new(t.trace_id(), Some(parent), Sampling::from_flags(t.flags()));
+            let own = match (received, &stored) {
+                (Some(r), Some(headers)) if r.codec == w.codec() => w.decode(headers).ok(),
+                _ => None,
+            };
+            if let Some(extras) = own.and_then(|p| p.trace).map(|t| t.extras) {
+                trace = trace.with_extras(extras);
+            }
+            w.encode(&Parts::new(Some(trace), baggage.clone()), &mut out);
+        }
+    }
+}
+
+/// An injector that writes only the names `allow` lets through (a destination's grant).
+struct Allowed<'a, I: ?Sized, F> {
+    carrier: &'a mut I,
+    allow: &'a F,
+}
+
+impl<I, F> Injector for Allowed<'_, I, F>
+where
+    I: Injector + ?Sized,
+    F: Fn(&HeaderName) -> bool,
+{
+    fn kind(&self) -> CarrierKind {
+        self.carrier.kind()
+    }
+
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.carrier.contains(name)
+    }
+
+    fn set(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if (self.allow)(name) {
+            self.carrier.set(name, value);
+        }
+    }
+
+    fn set_if_absent(&mut self, name: &HeaderName, value: &HeaderValue) -> bool {
+        (self.allow)(name) && self.carrier.set_if_absent(name, value)
     }
 }
 

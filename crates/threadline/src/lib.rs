@@ -74,7 +74,7 @@ mod scope;
 pub use capture::{Captured, Reason, Rejection, Report};
 pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
 #[cfg(feature = "serde")]
-pub use config::{ConfigError, PolicyConfig};
+pub use config::{ConfigError, FormatName, PolicyConfig};
 pub use context::{
     Context, FieldValue, IdOrigin, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES,
     MAX_FIELD_NAME_BYTES, TraceContext,

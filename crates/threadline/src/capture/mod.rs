@@ -10,10 +10,12 @@ use smallvec::SmallVec;
 
 use crate::carrier::{CarrierKind, CarrierValue, Extractor};
 use crate::codec::{self, B3, Baggage, CorrelationId, TraceParent, TraceState, is_clean};
+use crate::codec::{Codec, ErrorKind, SpanId};
 use crate::context::{
-    Context, Field, FieldValue, Header, HeaderKey, IdOrigin, Inner, TraceContext,
+    Context, Field, FieldValue, Header, HeaderKey, IdOrigin, Inner, Received, TraceContext,
     is_valid_field_name,
 };
+use crate::format::{CarrierRef, Found as FormatFound, ReadCarrier};
 use crate::names;
 use crate::policy::{
     CREDENTIALS, DefaultValue, Lookup, Policy, Trust, UntrustedBaggage, is_hop_by_hop,
@@ -104,7 +106,9 @@ impl Policy {
             policy: self.clone(),
             correlation_id: Some(p.generator.generate()),
             id_origin: IdOrigin::Minted,
-            trace: p.w3c.then(|| TraceContext::new_root(p.sample_new_traces)),
+            trace: (p.w3c || p.formats.is_some())
+                .then(|| TraceContext::new_root(p.sample_new_traces)),
+            received: None,
             baggage: None,
             headers: SmallVec::new(),
             fields: SmallVec::new(),
@@ -170,18 +174,38 @@ impl Policy {
 
         let mut total = 0usize;
         // Trace context.
-        let trace = if p.w3c {
-            Some(self.capture_trace(carrier, &found, untrusted, &mut report, &mut total))
+        let mut received = None;
+        let mut format_baggage = None;
+        let trace = if p.formats.is_some() {
+            Some(self.capture_with_formats(
+                carrier,
+                &found,
+                untrusted,
+                &mut report,
+                &mut total,
+                &mut received,
+                &mut format_baggage,
+            ))
+        } else if p.w3c {
+            Some(
+                self.capture_trace(carrier, &found, untrusted, &mut report, &mut total)
+                    .unwrap_or_else(|| TraceContext::new_root(p.sample_new_traces)),
+            )
         } else {
             None
         };
 
-        // Baggage.
-        let baggage = if p.baggage {
+        // Baggage: W3C's, else a trace format's own form (`uberctx-*`, `ot-baggage-*`).
+        let mut baggage = if p.baggage {
             self.capture_baggage(carrier, &found, untrusted, &mut report, &mut total)
         } else {
             None
         };
+        if baggage.is_none() {
+            if let Some(b) = format_baggage {
+                baggage = self.limit_format_baggage(b, untrusted, &mut report, &mut total);
+            }
+        }
 
         // The context is assembled where it will live: captured headers and fields are
         // pushed straight into the shared allocation, never moved into it afterwards.
@@ -190,6 +214,7 @@ impl Policy {
             correlation_id: Some(correlation_id),
             id_origin,
             trace,
+            received,
             baggage,
             headers: SmallVec::new(),
             fields: SmallVec::new(),
@@ -291,15 +316,14 @@ impl Policy {
         untrusted: bool,
         report: &mut Report,
         total: &mut usize,
-    ) -> TraceContext {
+    ) -> Option<TraceContext> {
         let p = &*self.inner;
-        let fresh = || TraceContext::new_root(p.sample_new_traces);
+        let fresh = || None;
         let tp_slot = found.get(p.slots.traceparent);
         if let Slot::Absent = tp_slot {
-            return match self.capture_b3(carrier, untrusted, report) {
-                Some(tp) => TraceContext::continue_from(tp, None),
-                None => fresh(),
-            };
+            return self
+                .capture_b3(carrier, untrusted, report)
+                .map(|tp| TraceContext::continue_from(tp, None));
         }
         if untrusted && p.untrusted_fresh_trace {
             report.push(&names::TRACEPARENT, Reason::ReplacedAtEdge);
@@ -319,10 +343,9 @@ impl Policy {
             Err(e) => {
                 report.push(&names::TRACEPARENT, Reason::Malformed(e));
                 // W3C: an invalid traceparent also invalidates tracestate.
-                return match self.capture_b3(carrier, untrusted, report) {
-                    Some(tp) => TraceContext::continue_from(tp, None),
-                    None => fresh(),
-                };
+                return self
+                    .capture_b3(carrier, untrusted, report)
+                    .map(|tp| TraceContext::continue_from(tp, None));
             }
         };
         // tracestate, only with a valid traceparent
@@ -374,7 +397,161 @@ impl Policy {
                 None
             }
         };
-        TraceContext::continue_from(tp, state)
+        Some(TraceContext::continue_from(tp, state))
+    }
+
+    /// The trace with the policy's extra formats: those readers before or after the
+    /// W3C/B3 fast path, the first valid trace wins, later ones naming another trace
+    /// are reported. In edge mode an untrusted caller's trace, in any format, is
+    /// replaced.
+    #[allow(clippy::too_many_arguments)]
+    fn capture_with_formats<E: Extractor + ?Sized>(
+        &self,
+        carrier: &E,
+        found: &Found<'_>,
+        untrusted: bool,
+        report: &mut Report,
+        total: &mut usize,
+        received: &mut Option<Arc<Received>>,
+        format_baggage: &mut Option<Baggage>,
+    ) -> TraceContext {
+        let p = &*self.inner;
+        let Some(formats) = &p.formats else {
+            unreachable!("called only with formats")
+        };
+        let view = CarrierRef(carrier);
+        let edge = untrusted && p.untrusted_fresh_trace;
+        let mut kept: Option<(TraceContext, Option<Codec>)> = None;
+        let mut from_formats = |kept: &mut Option<(TraceContext, Option<Codec>)>,
+                                report: &mut Report| {
+            for f in &formats.readers {
+                if edge {
+                    let present = f
+                        .fields()
+                        .iter()
+                        .any(|n| !matches!(view.get(n), FormatFound::Absent));
+                    if present {
+                        report.push(&f.fields()[0], Reason::ReplacedAtEdge);
+                    }
+                    continue;
+                }
+                let parts = match f.decode(&view) {
+                    Ok(parts) => parts,
+                    Err(r) => {
+                        report.push(r.header(), Reason::Malformed(r.error()));
+                        continue;
+                    }
+                };
+                if format_baggage.is_none() {
+                    *format_baggage = parts.baggage.and_then(|b| b.to_w3c());
+                }
+                let Some(t) = parts.trace else { continue };
+                match kept {
+                    None => {
+                        *received = Some(Arc::new(Received {
+                            codec: f.codec(),
+                            headers: f
+                                .fields()
+                                .iter()
+                                .filter_map(|n| {
+                                    let v = carrier.get_all(n).next()?.to_header_value()?;
+                                    Some((n.clone(), v))
+                                })
+                                .collect(),
+                        }));
+                        let parent = t.span_id.unwrap_or_else(SpanId::random);
+                        *kept = Some((
+                            TraceContext::from_parts(
+                                t.trace_id,
+                                Some(parent),
+                                SpanId::random(),
+                                t.sampling.to_flags(),
+                                None,
+                            ),
+                            Some(f.codec()),
+                        ));
+                    }
+                    Some((k, _)) if k.trace_id() != t.trace_id => {
+                        report.push(
+                            &f.fields()[0],
+                            Reason::Malformed(codec::Error::new(f.codec(), ErrorKind::Conflict)),
+                        );
+                    }
+                    Some(_) => {}
+                }
+            }
+        };
+        if formats.first {
+            from_formats(&mut kept, report);
+        }
+        // The W3C/B3 fast path: kept when it is first, or when the formats found nothing;
+        // otherwise only compared.
+        let w3c = if p.w3c {
+            self.capture_trace(carrier, found, untrusted, report, total)
+        } else {
+            None
+        };
+        match (&kept, w3c) {
+            (None, Some(t)) => kept = Some((t, None)),
+            (Some((k, _)), Some(t)) if k.trace_id() != t.trace_id() => {
+                report.push(
+                    &names::TRACEPARENT,
+                    Reason::Malformed(codec::Error::new(Codec::TraceParent, ErrorKind::Conflict)),
+                );
+            }
+            _ => {}
+        }
+        if !formats.first {
+            from_formats(&mut kept, report);
+        }
+        match kept {
+            Some((t, _)) => t,
+            None => TraceContext::new_root(p.sample_new_traces),
+        }
+    }
+
+    /// A trace format's baggage (`uberctx-*`, `ot-baggage-*`) as W3C baggage, under the
+    /// same trust rules and limits as a `baggage` header.
+    fn limit_format_baggage(
+        &self,
+        w3c: Baggage,
+        untrusted: bool,
+        report: &mut Report,
+        total: &mut usize,
+    ) -> Option<Baggage> {
+        let p = &*self.inner;
+        if untrusted && p.untrusted_baggage == UntrustedBaggage::Drop {
+            report.push(&names::BAGGAGE, Reason::Untrusted);
+            return None;
+        }
+        let l = &p.limits;
+        let max_bytes = l
+            .baggage_max_bytes
+            .min(l.max_total_bytes - (*total).min(l.max_total_bytes));
+        let (b, dropped) = Baggage::collect(
+            [w3c.header_value().as_bytes()],
+            l.baggage_max_members,
+            max_bytes,
+        );
+        let b = match (untrusted, &p.untrusted_baggage, b) {
+            (true, UntrustedBaggage::Keys(keys), Some(b)) => {
+                let kept = b.iter().filter(|m| keys.iter().any(|k| k == m.key()));
+                Baggage::collect(
+                    kept.map(|m| m.as_str().as_bytes()),
+                    l.baggage_max_members,
+                    max_bytes,
+                )
+                .0
+            }
+            (_, _, b) => b,
+        };
+        if dropped > 0 {
+            report.push(&names::BAGGAGE, Reason::BaggageMembersDropped(dropped));
+        }
+        if let Some(b) = &b {
+            *total += b.header_value().len();
+        }
+        b
     }
 
     fn capture_b3<E: Extractor + ?Sized>(

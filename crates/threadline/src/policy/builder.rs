@@ -5,9 +5,12 @@ use std::sync::Arc;
 use http::HeaderName;
 
 use super::rules::DefaultSpec;
-use super::{B3Emit, Lookup, Policy, PolicyError, PolicyInner, Rule, SlotIndex, is_hop_by_hop};
+use super::{
+    B3Emit, Formats, Lookup, Policy, PolicyError, PolicyInner, Rule, SlotIndex, is_hop_by_hop,
+};
 use super::{DefaultValue, HeaderRule, Limits, UntrustedBaggage, Validator};
 use crate::codec::IdGenerator;
+use crate::format::Format;
 use crate::names;
 
 /// Builds a [`Policy`].
@@ -31,6 +34,9 @@ pub struct PolicyBuilder {
     untrusted_baggage: Option<UntrustedBaggage>,
     field_prefix: String,
     fields_over_http: bool,
+    read_formats: Vec<Arc<dyn Format>>,
+    write_formats: Vec<Arc<dyn Format>>,
+    formats_first: bool,
 }
 
 impl Default for PolicyBuilder {
@@ -54,6 +60,9 @@ impl Default for PolicyBuilder {
             untrusted_baggage: None,
             field_prefix: "tl-field-".into(),
             fields_over_http: false,
+            read_formats: Vec::new(),
+            write_formats: Vec::new(),
+            formats_first: false,
         }
     }
 }
@@ -179,6 +188,56 @@ impl PolicyBuilder {
         self
     }
 
+    /// Also read this trace format (Google Cloud's `X-Cloud-Trace-Context`, AWS X-Ray,
+    /// Jaeger, Datadog, OpenTracing, an OpenTelemetry propagator, one of your own: see
+    /// [`format`](crate::format)). Readers are tried in the order given, after W3C
+    /// `traceparent` (and B3, with [`PolicyBuilder::accept_b3`]) unless
+    /// [`PolicyBuilder::formats_first`]; the first valid one continues the trace, and a
+    /// later one naming another trace is reported
+    /// ([`ErrorKind::Conflict`](crate::codec::ErrorKind::Conflict)). A format's
+    /// per-member baggage (`uberctx-*`, `ot-baggage-*`) is taken when no W3C `baggage`
+    /// came. Its header names can no longer be custom header rules.
+    ///
+    /// ```
+    /// use threadline::format::{JaegerFormat, XRayFormat};
+    /// use threadline::{Policy, Trust};
+    ///
+    /// // Behind an AWS load balancer, talking to Jaeger-instrumented services.
+    /// let policy = Policy::builder()
+    ///     .read_format(XRayFormat)
+    ///     .write_format(JaegerFormat)
+    ///     .build()
+    ///     .unwrap();
+    /// let mut req = http::HeaderMap::new();
+    /// req.insert("x-amzn-trace-id",
+    ///     "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".parse().unwrap());
+    /// let ctx = policy.capture(&req, Trust::Trusted).context;
+    /// assert_eq!(ctx.trace_id().unwrap().to_string(), "5759e988bd862e3fe1be46a994272793");
+    ///
+    /// let mut out = http::HeaderMap::new();
+    /// ctx.inject(&mut out);
+    /// assert!(out["traceparent"].to_str().unwrap().starts_with("00-5759e988bd862e3fe1be46a994272793-"));
+    /// assert!(out["uber-trace-id"].to_str().unwrap().starts_with("5759e988bd862e3fe1be46a994272793:"));
+    /// ```
+    pub fn read_format(mut self, format: impl Format + 'static) -> Self {
+        self.read_formats.push(Arc::new(format));
+        self
+    }
+
+    /// Also write this trace format on every outgoing call and message, beside W3C
+    /// (each with the call's own parent id; see [`PolicyBuilder::read_format`]).
+    pub fn write_format(mut self, format: impl Format + 'static) -> Self {
+        self.write_formats.push(Arc::new(format));
+        self
+    }
+
+    /// Try the formats of [`PolicyBuilder::read_format`] before W3C `traceparent` (and
+    /// B3) instead of after (default `false`: W3C first).
+    pub fn formats_first(mut self, yes: bool) -> Self {
+        self.formats_first = yes;
+        self
+    }
+
     /// Checks the configuration and builds the policy.
     pub fn build(self) -> Result<Policy, PolicyError> {
         let parse = |what: &str, n: &str| {
@@ -205,7 +264,19 @@ impl PolicyBuilder {
                         "{n} is a hop-by-hop header and cannot be propagated"
                     )));
                 }
-                if names::is_reserved(n) || *n == correlation_header || also_accept.contains(n) {
+                let format_field = self
+                    .read_formats
+                    .iter()
+                    .chain(&self.write_formats)
+                    .any(|f| {
+                        f.fields().contains(n)
+                            || f.prefix().is_some_and(|p| n.as_str().starts_with(p))
+                    });
+                if names::is_reserved(n)
+                    || *n == correlation_header
+                    || also_accept.contains(n)
+                    || format_field
+                {
                     return Err(PolicyError::new(format!(
                         "{n} is handled by the trace/baggage/correlation settings, not as a custom header"
                     )));
@@ -326,6 +397,13 @@ impl PolicyBuilder {
                 untrusted_baggage,
                 field_prefix: self.field_prefix.to_ascii_lowercase(),
                 fields_over_http: self.fields_over_http,
+                formats: (!self.read_formats.is_empty() || !self.write_formats.is_empty()).then(
+                    || Formats {
+                        readers: self.read_formats,
+                        writers: self.write_formats,
+                        first: self.formats_first,
+                    },
+                ),
             }),
         })
     }

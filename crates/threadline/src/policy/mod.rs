@@ -138,6 +138,18 @@ pub(crate) struct PolicyInner {
     pub(crate) untrusted_baggage: UntrustedBaggage,
     pub(crate) field_prefix: String,
     pub(crate) fields_over_http: bool,
+    /// Trace formats beyond the built-in W3C and B3 ones; `None` costs nothing.
+    pub(crate) formats: Option<Formats>,
+}
+
+/// The trace formats a policy reads and writes beyond the built-in W3C Trace Context,
+/// W3C Baggage and B3 ([`PolicyBuilder::read_format`], [`PolicyBuilder::write_format`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Formats {
+    pub(crate) readers: Vec<Arc<dyn crate::format::Format>>,
+    pub(crate) writers: Vec<Arc<dyn crate::format::Format>>,
+    /// Readers are tried before W3C (and B3) rather than after.
+    pub(crate) first: bool,
 }
 
 /// What to capture, trust, validate, limit and forward. Cheap to clone (one `Arc`).
