@@ -173,3 +173,104 @@ fn remote_parent_is_the_caller() {
     assert!(sc.is_sampled());
     assert!(otel::remote_parent(&common::policy().new_root()).is_none());
 }
+
+/// An OpenTelemetry-instrumented service that adopts a Threadline policy as its
+/// propagator: the span tracing-opentelemetry starts, the log lines and the outgoing
+/// headers agree on the ids, and the policy's headers travel too.
+#[test]
+fn a_policy_as_the_opentelemetry_propagator_agrees_with_the_span() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use std::collections::HashMap;
+    use threadline::format::PolicyPropagator;
+
+    let (out, dispatch, _provider) = setup();
+    let propagator = PolicyPropagator::new(common::policy(), threadline::Trust::Trusted);
+    let inbound: HashMap<String, String> = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("x-correlation-id", "req-otel"),
+        ("x-tenant-id", "acme"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let (outbound, ids) = tracing::dispatcher::with_default(&dispatch, || {
+        let cx = propagator.extract(&inbound);
+        let span = tracing::info_span!("request");
+        span.set_parent(cx.clone()).unwrap();
+        let ctx = PolicyPropagator::threadline_context(&cx).unwrap();
+        let ctx = otel::link_span(&span, &ctx);
+        let _entered = span.enter();
+        ctx.sync_scope(|| {
+            tracing::info!("handled");
+            let mut outbound: HashMap<String, String> = HashMap::new();
+            propagator.inject_context(&span.context(), &mut outbound);
+            (outbound, otel_ids(&span))
+        })
+    });
+    let (trace_id, span_id) = ids;
+    assert_eq!(
+        trace_id, "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the caller's trace"
+    );
+    assert_eq!(
+        outbound["traceparent"],
+        format!("00-{trace_id}-{span_id}-01"),
+        "the downstream's parent is the span that made the call"
+    );
+    assert_eq!(outbound["x-correlation-id"], "req-otel");
+    assert_eq!(outbound["x-tenant-id"], "acme");
+    let lines = out.json();
+    let line: &Value = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "handled")
+        .unwrap();
+    assert_eq!(line["trace_id"], trace_id.as_str());
+    assert_eq!(line["span_id"], span_id.as_str());
+    assert_eq!(line["correlation_id"], "req-otel");
+}
+
+/// The policy's rules hold for OpenTelemetry's extract: a malformed traceparent starts
+/// a new trace, and at the edge a caller's trace is not continued.
+#[test]
+fn a_policy_propagator_applies_validation_and_trust() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    use std::collections::HashMap;
+    use threadline::format::PolicyPropagator;
+
+    let map = |tp: &str| -> HashMap<String, String> {
+        [("traceparent".to_owned(), tp.to_owned())]
+            .into_iter()
+            .collect()
+    };
+    let trusted = PolicyPropagator::new(common::policy(), threadline::Trust::Trusted);
+    let bad = trusted.extract(&map(
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+    ));
+    assert!(
+        !bad.span().span_context().is_valid(),
+        "upper-case hex is refused"
+    );
+    let edge = PolicyPropagator::new(
+        threadline::Policy::builder()
+            .untrusted_start_fresh(true, true)
+            .build()
+            .unwrap(),
+        threadline::Trust::Untrusted,
+    );
+    let cx = edge.extract(&map(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ));
+    assert!(
+        !cx.span().span_context().is_valid(),
+        "not continued at the edge"
+    );
+    let ctx = PolicyPropagator::threadline_context(&cx).unwrap();
+    assert_ne!(
+        ctx.trace_id().unwrap().to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+}

@@ -132,7 +132,7 @@ pub use datadog::{DATADOG_TAGS_MAX_BYTES, DatadogFormat};
 pub use jaeger::{JAEGER_BAGGAGE_PREFIX, JaegerFormat};
 pub use ot::{OT_BAGGAGE_PREFIX, OtFormat};
 #[cfg(feature = "opentelemetry")]
-pub use otel::OtelFormat;
+pub use otel::{OtelFormat, PolicyPropagator};
 pub use parts::{
     BaggageParts, DatadogExtras, Extras, Parts, Rejected, Sampling, TraceParts, XRayExtras,
 };
