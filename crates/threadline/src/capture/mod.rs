@@ -39,6 +39,7 @@ struct Found<'a> {
 }
 
 impl<'a> Found<'a> {
+    #[inline(always)]
     fn gather<E: Extractor + ?Sized>(lookup: &Lookup, carrier: &'a E) -> Self {
         let names = &lookup.names;
         let mut slots: SmallVec<[Slot<'a>; 8]> = SmallVec::from_elem(Slot::Absent, names.len());
@@ -309,6 +310,7 @@ impl Policy {
         None
     }
 
+    #[inline(always)]
     fn capture_trace<E: Extractor + ?Sized>(
         &self,
         carrier: &E,
@@ -351,7 +353,7 @@ impl Policy {
         // tracestate, only with a valid traceparent
         let state = match found.get(p.slots.tracestate) {
             Slot::Absent => Ok(None),
-            Slot::One(CarrierValue::Header(h)) => TraceState::from_header_checked(h).map(Some),
+            Slot::One(CarrierValue::Header(h)) => TraceState::from_header_checked(h),
             _ => {
                 let mut bytes: SmallVec<[&[u8]; 4]> = SmallVec::new();
                 let mut wrong = false;
@@ -369,9 +371,8 @@ impl Policy {
             }
         };
         let state = match state {
-            // An empty list (an empty header, or only commas and spaces) is no list:
+            // An empty list (an empty header, or only commas and spaces) came as `None`:
             // nothing to keep, nothing to forward.
-            Ok(Some((ts, _))) if ts.is_empty() => None,
             Ok(Some((ts, duplicates))) => {
                 if duplicates {
                     report.push(&names::TRACESTATE, Reason::DuplicateKey);

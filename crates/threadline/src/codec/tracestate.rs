@@ -257,21 +257,32 @@ impl TraceState {
     /// Validates an existing header value and keeps it without copying (a copy only
     /// when a repeated key has to be left out).
     pub fn from_header(value: &HeaderValue) -> Result<Self, Error> {
-        Self::from_header_checked(value).map(|(ts, _)| ts)
+        match Self::from_header_checked(value)? {
+            Some((ts, _)) => Ok(ts),
+            None => Ok(TraceState {
+                value: value.clone(),
+            }),
+        }
     }
 
-    /// [`TraceState::from_header`], also saying whether duplicates were left out.
-    pub(crate) fn from_header_checked(value: &HeaderValue) -> Result<(Self, bool), Error> {
+    /// [`TraceState::from_header`], also saying whether duplicates were left out;
+    /// `None` for a list without members (an empty header, only commas and spaces).
+    pub(crate) fn from_header_checked(
+        value: &HeaderValue,
+    ) -> Result<Option<(Self, bool)>, Error> {
         let c = check(value.as_bytes())?;
-        if c.duplicates {
-            return Self::decode_checked(value.as_bytes());
+        if c.members == 0 {
+            return Ok(None);
         }
-        Ok((
+        if c.duplicates {
+            return Self::decode_checked(value.as_bytes()).map(Some);
+        }
+        Ok(Some((
             TraceState {
                 value: value.clone(),
             },
             false,
-        ))
+        )))
     }
 
     /// Joins several `tracestate` header values into one list (they are one list
@@ -302,7 +313,8 @@ impl TraceState {
         if joined.is_empty() {
             return Ok(None);
         }
-        Self::decode_checked(&joined).map(Some)
+        let (ts, duplicates) = Self::decode_checked(&joined)?;
+        Ok((!ts.is_empty()).then_some((ts, duplicates)))
     }
 
     /// The list as text.
@@ -321,9 +333,10 @@ impl TraceState {
         members(self.value.as_bytes()).count()
     }
 
-    /// Whether the list is empty.
+    /// Whether the list is empty. Every member holds a `=`, so this is one byte search,
+    /// not a count.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        !self.value.as_bytes().contains(&b'=')
     }
 
     /// `(key, value)` pairs, left (newest) to right.
