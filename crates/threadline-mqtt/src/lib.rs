@@ -45,7 +45,10 @@
 //! use threadline_mqtt as _;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("worker-1", "127.0.0.1", 1883), 64);
+//! let mut options = MqttOptions::new("worker-1", "127.0.0.1", 1883);
+//! // rumqttc takes 10 KiB per incoming packet unless told otherwise (see "Packet size").
+//! options.set_max_packet_size(Some(256 * 1024));
+//! let (client, mut eventloop) = AsyncClient::new(options, 64);
 //! client.subscribe("orders/#", QoS::AtLeastOnce).await?;
 //! // Only our own services may publish to `orders/#` (the broker's ACLs).
 //! let restorer = Restorer::new(Policy::builder().header("x-tenant-id").build()?)
@@ -135,6 +138,18 @@
 //! longer one), and brokers refuse control characters in them, so a name or value that
 //! MQTT cannot carry is skipped (a correlation id too long for a user property then
 //! travels in neither place), and the rest of the context still goes.
+//!
+//! # Packet size
+//!
+//! The context makes each publish larger: a few hundred bytes usually, more with large
+//! baggage or custom headers (the policy's limits bound it: `max_total_bytes`, 16 KiB
+//! by default, plus the ids). rumqttc refuses an incoming packet over 10 KiB unless
+//! `MqttOptions::set_max_packet_size` says otherwise, and a refused packet ends the
+//! consumer's connection (the publish is lost with a clean session, and delivered into
+//! the same failure again with a persistent one). Set the consumer's maximum to the
+//! largest payload plus the context. The maximum is also announced to the broker,
+//! which then discards larger publishes for that client instead of sending them
+//! (MQTT 5.0, 3.1.2.11.4).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
