@@ -115,7 +115,8 @@
 //! property the publish carries.
 //!
 //! A sync `rumqttc::v5::Client` publishes with the context the same way:
-//! `threadline::inject_current(&mut props)`, then `publish_with_properties`.
+//! `threadline::inject_current(&mut props)`, then `publish_with_properties`. MQTT 3.1.1
+//! has no properties: a 3.1.1 subscriber of the same topic receives the payload alone.
 //!
 //! # Bad input
 //!
@@ -129,9 +130,11 @@
 //! always runs: a message is never dropped or redelivered because of its context.
 //!
 //! MQTT strings are UTF-8 by the specification, so user properties reach the handler as
-//! text; a publish whose strings are not valid UTF-8 is a malformed packet that the
-//! broker refuses (Mosquitto closes the publisher's connection) and never delivers.
-//! Correlation data is binary: bytes that are not UTF-8 are not read as context.
+//! text; a publish whose strings are not valid UTF-8, or hold a NUL or another control
+//! character, is a malformed packet that Mosquitto refuses (it closes the publisher's
+//! connection) and never delivers. A broker that forwarded one anyway would end the
+//! consumer's rumqttc connection, whose decoder refuses such a packet. Correlation data
+//! is binary: bytes that are not UTF-8 are not read as context.
 //!
 //! Nothing panics on long or odd values on the way out: MQTT strings hold at most
 //! 65,535 bytes ([`MAX_FIELD_BYTES`]; rumqttc would write a wrong length prefix for a
@@ -145,8 +148,9 @@
 //! baggage or custom headers (the policy's limits bound it: `max_total_bytes`, 16 KiB
 //! by default, plus the ids). rumqttc refuses an incoming packet over 10 KiB unless
 //! `MqttOptions::set_max_packet_size` says otherwise, and a refused packet ends the
-//! consumer's connection (the publish is lost with a clean session, and delivered into
-//! the same failure again with a persistent one). Set the consumer's maximum to the
+//! consumer's connection: with a clean session the publish is lost, with a persistent
+//! one the broker sends it again on reconnection, into the same refusal (MQTT 5.0,
+//! 4.4). Set the consumer's maximum to the
 //! largest payload plus the context. The maximum is also announced to the broker,
 //! which then discards larger publishes for that client instead of sending them
 //! (MQTT 5.0, 3.1.2.11.4).
