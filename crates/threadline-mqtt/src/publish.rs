@@ -3,7 +3,6 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use http::HeaderValue;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::{AsyncClient, ClientError};
@@ -34,8 +33,7 @@ impl Outgoing<Mqtt> for PublishProperties {
                 .user_properties
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(header))
-                .and_then(|(_, v)| HeaderValue::from_str(v).ok())
-                .and_then(|v| correlation_data(&v));
+                .and_then(|(_, v)| correlation_data(v));
         }
         sent
     }
