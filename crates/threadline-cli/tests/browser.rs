@@ -403,7 +403,7 @@ fn browser_chromium_order_form_to_journey_page_shows_three_lanes() {
         (
             summary.orders,
             summary.accepted,
-            summary.handled,
+            summary.shipped,
             summary.lost
         ),
         (1, 1, 1, 0)

@@ -117,8 +117,13 @@ fn url_of(line: &str) -> String {
     url.trim_end_matches("/orders/new").to_owned()
 }
 
-fn scenario(extra: &[&str]) {
-    let mut demo = Demo::start(extra);
+fn scenario(broker: Option<&str>) {
+    let queue = common::unique_queue();
+    let mut extra = vec!["--queue", &queue];
+    if let Some(b) = broker {
+        extra.extend(["--broker", b]);
+    }
+    let mut demo = Demo::start(&extra);
     let store = url_of(&demo.wait_for("order form"));
     demo.wait_for("queue");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -144,15 +149,19 @@ fn scenario(extra: &[&str]) {
         .unwrap_or_else(|| panic!("a summary line: {text}"));
     assert_eq!(
         summary,
-        "threadline demo: orders=2 accepted=1 rejected=1 failed=0 invalid=0 jobs_enqueued=1 jobs_handled=1 lost=0",
+        "threadline demo: orders=1 accepted=1 refused=0 unknown=0 rejected=1 invalid=0 failed=0 \
+         shipped=1 shipped_after_refusal=0 duplicates=0 earlier_runs=0 left_in_queue=0 lost=0",
         "two orders placed, the F one rejected, the other shipped"
     );
     assert!(status.success(), "exit status after SIGINT: {status}");
+    if let Some(b) = broker {
+        common::remove_queue(&b.parse().expect("a broker URL"), &queue);
+    }
 }
 
 #[test]
 fn binary_embedded_queue_context_in_every_log_line_and_clean_sigint() {
-    scenario(&[]);
+    scenario(None);
 }
 
 #[test]
@@ -162,7 +171,7 @@ fn binary_nats_context_in_every_log_line_and_clean_sigint() {
         "NATS",
         4222,
     ) {
-        scenario(&["--broker", "nats://127.0.0.1:4222"]);
+        scenario(Some("nats://127.0.0.1:4222"));
     }
 }
 
@@ -173,7 +182,7 @@ fn binary_rabbitmq_amqp_context_in_every_log_line_and_clean_sigint() {
         "RabbitMQ",
         5672,
     ) {
-        scenario(&["--broker", "amqp://guest:guest@127.0.0.1:5672"]);
+        scenario(Some("amqp://guest:guest@127.0.0.1:5672"));
     }
 }
 
@@ -184,7 +193,7 @@ fn binary_redis_streams_context_in_every_log_line_and_clean_sigint() {
         "Redis",
         6379,
     ) {
-        scenario(&["--broker", "redis://127.0.0.1:6379"]);
+        scenario(Some("redis://127.0.0.1:6379"));
     }
 }
 
@@ -255,7 +264,9 @@ fn binary_sigint_right_after_an_order_lets_the_job_finish_first() {
         .find(|l| l.starts_with("threadline demo: orders="))
         .expect("a summary line");
     assert!(
-        summary.ends_with("jobs_enqueued=1 jobs_handled=1 lost=0"),
+        summary.contains(" accepted=1 ")
+            && summary.contains(" shipped=1 ")
+            && summary.ends_with("left_in_queue=0 lost=0"),
         "{summary}"
     );
 }

@@ -12,15 +12,18 @@ fn args(broker: BrokerUrl) -> Args {
         store_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         warehouse_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         broker,
+        queue: common::unique_queue(),
         ..Args::default()
     }
 }
 
 fn scenario(broker: BrokerUrl) {
+    let a = args(broker);
+    let (url, queue) = (a.broker.clone(), a.queue.clone());
     let placed = std::sync::Arc::new(std::sync::Mutex::new(None));
     let journey_spans = std::sync::Arc::new(std::sync::Mutex::new(None));
     let (p, j) = (placed.clone(), journey_spans.clone());
-    let (summary, lines) = common::with_demo(args(broker), |store| async move {
+    let (summary, lines) = common::with_demo(a, |store| async move {
         let placed = common::place_orders(&store).await;
         common::wait_for_worker(&store, &placed.good.correlation_id).await;
         let spans = common::check_journey(&store, &placed).await;
@@ -39,16 +42,19 @@ fn scenario(broker: BrokerUrl) {
             summary.orders,
             summary.accepted,
             summary.rejected,
+            summary.refused,
+            summary.unknown,
             summary.failed
         ),
-        (2, 1, 1, 0),
+        (1, 1, 1, 0, 0, 0),
         "{summary}"
     );
     assert_eq!(
-        (summary.enqueued, summary.handled, summary.lost),
-        (1, 1, 0),
+        (summary.shipped, summary.left_in_queue, summary.lost),
+        (1, 0, 0),
         "{summary}"
     );
+    common::remove_queue(&url, &queue);
 }
 
 #[test]
@@ -150,7 +156,7 @@ fn untrusted_store_replaces_the_callers_ids_and_tenant() {
             .iter()
             .all(|l| l["correlation_id"] != "from-outside-1")
     );
-    assert_eq!((summary.accepted, summary.handled, summary.lost), (1, 1, 0));
+    assert_eq!((summary.accepted, summary.shipped, summary.lost), (1, 1, 0));
 }
 
 #[test]
@@ -196,6 +202,10 @@ fn bad_form_input_gets_an_error_page_never_a_panic() {
         assert!(page.contains("id=\"item\""));
     });
     assert_eq!((summary.orders, summary.invalid), (0, 2), "{summary}");
+    assert!(
+        lines.iter().all(|l| l["level"] != "ERROR"),
+        "bad input is no error of the demo"
+    );
     assert!(lines.iter().any(|l| l["message"] == "order form refused"));
 }
 
@@ -238,8 +248,8 @@ impl Proxy {
 }
 
 #[test]
-fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
-    let test = "redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job";
+fn redis_broker_that_goes_away_refuses_the_order_cleanly_and_loses_no_job() {
+    let test = "redis_broker_that_goes_away_refuses_the_order_cleanly_and_loses_no_job";
     if !common::service_up(test, "Redis", 6379) {
         return;
     }
@@ -247,13 +257,17 @@ fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
     let proxy_rt = tokio::runtime::Runtime::new().unwrap();
     let proxy = proxy_rt.block_on(Proxy::start(6379));
     let url = format!("redis://{}", proxy.addr);
-    let (summary, lines) = common::with_demo(args(BrokerUrl::Redis(url)), |store| {
+    let a = args(BrokerUrl::Redis(url));
+    let queue = a.queue.clone();
+    let (summary, lines) = common::with_demo(a, |store| {
         let proxy = &proxy;
         async move {
             let placed = common::place_orders(&store).await;
             common::wait_for_worker(&store, &placed.good.correlation_id).await;
             proxy.cut();
-            let (status, _, text) = common::request(
+            // The demo notices (its reader's connection closes) and says so.
+            common::wait_for_queue(&store, false).await;
+            let (status, headers, text) = common::request(
                 "POST",
                 &format!("{store}/orders"),
                 &[
@@ -263,12 +277,16 @@ fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
                 Some("item=Teapot&quantity=1&tenant=acme".into()),
             )
             .await;
-            assert_eq!(status, 502, "{text}");
+            assert_eq!(status, 503, "{text}");
+            assert!(headers.contains_key("retry-after"), "{headers:?}");
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(v["status"], "failed", "{text}");
+            assert_eq!(v["status"], "refused", "{text}");
             assert!(
-                v["reason"].as_str().unwrap_or_default().contains("503"),
-                "the warehouse said the queue is unavailable: {text}"
+                v["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("not created"),
+                "the user is told the order was not created: {text}"
             );
         }
     });
@@ -278,14 +296,20 @@ fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
             summary.orders,
             summary.accepted,
             summary.rejected,
-            summary.failed
+            summary.refused,
+            summary.unknown
         ),
-        (3, 1, 1, 1),
+        (2, 1, 1, 1, 0),
         "{summary}"
     );
     assert_eq!(
-        (summary.enqueued, summary.handled, summary.lost),
-        (1, 1, 0),
+        (
+            summary.shipped,
+            summary.shipped_after_refusal,
+            summary.left_in_queue,
+            summary.lost
+        ),
+        (1, 0, 0, 0),
         "{summary}"
     );
     assert!(
@@ -294,4 +318,12 @@ fn redis_broker_that_goes_away_fails_the_order_cleanly_and_loses_no_job() {
             .any(|l| l["app"] == "warehouse" && l["level"] == "ERROR"),
         "the warehouse logged the queue failure"
     );
+    assert!(
+        lines.iter().any(
+            |l| l["message"] == "shipping queue connection lost; reconnecting"
+                && l["queue"].as_str().is_some_and(|q| q.contains(&queue))
+        ),
+        "the lost connection is logged with the queue named"
+    );
+    common::remove_queue(&BrokerUrl::Redis("redis://127.0.0.1:6379".into()), &queue);
 }

@@ -2,9 +2,13 @@
 //! service, in time order, with the hop structure ("which span called which").
 //!
 //! Events are recorded by [`JourneyLayer`](super::logs::JourneyLayer) with the context
-//! current when they were emitted. The store is bounded: the most recent
-//! [`MAX_JOURNEYS`] correlation ids, [`MAX_EVENTS`] events each (later ones are counted,
-//! not kept).
+//! current when they were emitted. The store is bounded by bytes: it keeps the newest
+//! journeys that fit in `--journey-mib` (default [`DEFAULT_MIB`] MiB, counting every
+//! string it holds and the bookkeeping around it) and evicts the oldest journey first.
+//! One journey may use at most an eighth of the bound and [`MAX_EVENTS`] events; later
+//! events of a journey over its share are counted, not kept. Every value is cut to
+//! [`MAX_VALUE`] bytes, and the values repeated on every event of a journey (service,
+//! tenant, user, trace and span ids) are kept once per journey and shared.
 //!
 //! Hops: each span id is one hop. A caller records the parent id it sent on each
 //! outgoing call as `call_id` (the HTTP client layer, the queue publisher, the spawn of
@@ -20,10 +24,22 @@ use serde::Serialize;
 
 use super::html::{self, esc};
 
-/// How many correlation ids are kept.
-pub const MAX_JOURNEYS: usize = 200;
+/// The default bound of the journey store, in MiB.
+pub const DEFAULT_MIB: usize = 32;
+/// How many correlation ids are kept at most, whatever their size.
+pub const MAX_JOURNEYS: usize = 10_000;
 /// How many events are kept per correlation id.
 pub const MAX_EVENTS: usize = 1000;
+/// The longest value kept (message, field, tenant, user), in bytes; longer ones are cut
+/// and end with `…`.
+pub const MAX_VALUE: usize = 512;
+/// How many journeys the list shows (the newest).
+pub const LIST_LIMIT: usize = 200;
+/// What one heap allocation costs beyond its bytes (allocator bookkeeping), counted
+/// for every string the store holds.
+const ALLOC: usize = 16;
+/// How many distinct shared values one journey interns.
+const SHARED: usize = 32;
 
 /// The services, in lane order.
 pub const LANES: [&str; 3] = ["store", "warehouse", "worker"];
@@ -58,6 +74,35 @@ pub fn rfc3339(us: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// `s` cut to at most [`MAX_VALUE`] bytes (on a character boundary), ending with `…`
+/// when cut.
+pub fn clip(mut s: String) -> String {
+    if s.len() > MAX_VALUE {
+        let mut end = MAX_VALUE;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// A copy of `s` cut as [`clip`] does, copying no more than it keeps.
+pub fn clipped(s: &str) -> String {
+    if s.len() <= MAX_VALUE {
+        return s.to_owned();
+    }
+    let mut end = MAX_VALUE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(&s[..end]);
+    out.push('…');
+    out
 }
 
 /// One log event with the context it was emitted in.
@@ -100,17 +145,207 @@ fn pairs_as_map<S: serde::Serializer>(v: &[(String, String)], s: S) -> Result<S:
     s.collect_map(v.iter().map(|(k, v)| (k, v)))
 }
 
+/// An event as the store keeps it: values shared within the journey, exact sizes.
+struct Stored {
+    seq: u64,
+    at_us: u64,
+    level: &'static str,
+    service: Arc<str>,
+    task: Option<Arc<str>>,
+    message: Box<str>,
+    trace_id: Option<Arc<str>>,
+    span_id: Option<Arc<str>>,
+    parent_id: Option<Arc<str>>,
+    tenant_id: Option<Arc<str>>,
+    user_id: Option<Arc<str>>,
+    call_id: Option<Box<str>>,
+    destination: Option<Box<str>>,
+    fields: Box<[(Box<str>, Box<str>)]>,
+}
+
+fn level_of(level: &str) -> &'static str {
+    match level {
+        "ERROR" => "ERROR",
+        "WARN" => "WARN",
+        "INFO" => "INFO",
+        "DEBUG" => "DEBUG",
+        _ => "TRACE",
+    }
+}
+
+/// Bytes of a heap string (none when empty: an empty box does not allocate).
+fn heap(s: &str) -> usize {
+    if s.is_empty() { 0 } else { s.len() + ALLOC }
+}
+
+impl Stored {
+    fn view(&self, correlation_id: &str) -> JourneyEvent {
+        let s = |v: &Option<Arc<str>>| v.as_deref().map(str::to_owned);
+        JourneyEvent {
+            seq: self.seq,
+            at_us: self.at_us,
+            level: self.level.to_owned(),
+            service: self.service.to_string(),
+            task: s(&self.task),
+            message: self.message.to_string(),
+            correlation_id: correlation_id.to_owned(),
+            trace_id: s(&self.trace_id),
+            span_id: s(&self.span_id),
+            parent_id: s(&self.parent_id),
+            tenant_id: s(&self.tenant_id),
+            user_id: s(&self.user_id),
+            call_id: self.call_id.as_deref().map(str::to_owned),
+            destination: self.destination.as_deref().map(str::to_owned),
+            fields: self
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 struct Journey {
-    events: Vec<JourneyEvent>,
+    events: Vec<Stored>,
+    /// Values shared by the journey's events (each counted once).
+    shared: Vec<Arc<str>>,
+    /// Bytes of the strings the events own and of the shared values.
+    heap: usize,
     dropped: u64,
+}
+
+impl Journey {
+    /// Everything the journey holds, its slot in the store included.
+    fn bytes(&self, id: &str) -> usize {
+        heap(id) * 2 // the map's key and the age queue's copy
+            + std::mem::size_of::<(String, Journey)>()
+            + std::mem::size_of::<String>()
+            + self.events.capacity() * std::mem::size_of::<Stored>()
+            + self.shared.capacity() * std::mem::size_of::<Arc<str>>()
+            + self.heap
+    }
+
+    /// The shared copy of `v` (made, and counted, on first use).
+    fn intern(&mut self, v: String) -> (Arc<str>, usize) {
+        let v = clip(v);
+        if let Some(a) = self.shared.iter().find(|a| ***a == *v) {
+            return (a.clone(), 0);
+        }
+        let bytes = v.len() + 2 * std::mem::size_of::<usize>() + ALLOC;
+        let a: Arc<str> = Arc::from(v);
+        if self.shared.len() < SHARED {
+            self.shared.push(a.clone());
+            (a, bytes)
+        } else {
+            (a, bytes)
+        }
+    }
+
+    /// `event` as stored, and the bytes it adds.
+    fn store(&mut self, e: JourneyEvent, seq: u64) -> (Stored, usize) {
+        let mut added = 0;
+        let mut share = |j: &mut Journey, v: Option<String>| {
+            v.map(|v| {
+                let (a, b) = j.intern(v);
+                added += b;
+                a
+            })
+        };
+        let service = share(self, Some(e.service)).unwrap_or_else(|| Arc::from("-"));
+        let task = share(self, e.task);
+        let trace_id = share(self, e.trace_id);
+        let span_id = share(self, e.span_id);
+        let parent_id = share(self, e.parent_id);
+        let tenant_id = share(self, e.tenant_id);
+        let user_id = share(self, e.user_id);
+        let own = |v: String| -> Box<str> { clip(v).into_boxed_str() };
+        let message = own(e.message);
+        let call_id = e.call_id.map(own);
+        let destination = e.destination.map(own);
+        let fields: Box<[(Box<str>, Box<str>)]> = e
+            .fields
+            .into_iter()
+            .map(|(k, v)| (own(k), own(v)))
+            .collect();
+        added += heap(&message)
+            + call_id.as_deref().map_or(0, heap)
+            + destination.as_deref().map_or(0, heap)
+            + if fields.is_empty() {
+                0
+            } else {
+                fields.len() * std::mem::size_of::<(Box<str>, Box<str>)>() + ALLOC
+            }
+            + fields.iter().map(|(k, v)| heap(k) + heap(v)).sum::<usize>();
+        (
+            Stored {
+                seq,
+                at_us: e.at_us,
+                level: level_of(&e.level),
+                service,
+                task,
+                message,
+                trace_id,
+                span_id,
+                parent_id,
+                tenant_id,
+                user_id,
+                call_id,
+                destination,
+                fields,
+            },
+            added,
+        )
+    }
 }
 
 struct Inner {
     by_id: HashMap<String, Journey>,
     order: VecDeque<String>,
     seq: u64,
+    bytes: usize,
+    max_bytes: usize,
     max_journeys: usize,
     max_events: usize,
+    evicted: u64,
+    dropped: u64,
+}
+
+impl Inner {
+    fn max_journey_bytes(&self) -> usize {
+        (self.max_bytes / 8).max(16 * 1024)
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let Some(old) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some(j) = self.by_id.remove(&old) {
+            self.bytes = self.bytes.saturating_sub(j.bytes(&old));
+        }
+        self.evicted += 1;
+        true
+    }
+}
+
+/// How much the journey store holds, and its bounds (shown on the journeys page).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes held (strings, events and bookkeeping).
+    pub bytes: usize,
+    /// The bound.
+    pub max_bytes: usize,
+    /// The most one journey may hold.
+    pub max_journey_bytes: usize,
+    /// Journeys kept.
+    pub journeys: usize,
+    /// Events kept.
+    pub events: usize,
+    /// The most events kept per journey.
+    pub max_events: usize,
+    /// Journeys evicted (oldest first) so far.
+    pub evicted_journeys: u64,
+    /// Events not kept because their journey was full.
+    pub dropped_events: u64,
 }
 
 /// The bounded journey store; cheap to clone (shared).
@@ -121,7 +356,9 @@ pub struct Journeys {
 
 impl std::fmt::Debug for Journeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Journeys").finish_non_exhaustive()
+        f.debug_struct("Journeys")
+            .field("usage", &self.usage())
+            .finish()
     }
 }
 
@@ -132,17 +369,30 @@ impl Default for Journeys {
 }
 
 impl Journeys {
-    /// A store keeping `max_journeys` correlation ids, `max_events` events each.
+    /// A store keeping at most `max_journeys` correlation ids, `max_events` events
+    /// each, within [`DEFAULT_MIB`] MiB (see [`Journeys::set_max_bytes`]).
     pub fn new(max_journeys: usize, max_events: usize) -> Self {
         Journeys {
             inner: Arc::new(Mutex::new(Inner {
                 by_id: HashMap::new(),
                 order: VecDeque::new(),
                 seq: 0,
+                bytes: 0,
+                max_bytes: DEFAULT_MIB << 20,
                 max_journeys: max_journeys.max(1),
                 max_events: max_events.max(1),
+                evicted: 0,
+                dropped: 0,
             })),
         }
+    }
+
+    /// Sets the byte bound (at least 64 KiB); the oldest journeys go at once if the
+    /// store holds more.
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        let mut g = self.lock();
+        g.max_bytes = max_bytes.max(64 * 1024);
+        while g.bytes > g.max_bytes && g.evict_oldest() {}
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -154,50 +404,75 @@ impl Journeys {
     pub fn record(&self, mut event: JourneyEvent) {
         let mut g = self.lock();
         g.seq += 1;
-        event.seq = g.seq;
-        let max_events = g.max_events;
-        if let Some(j) = g.by_id.get_mut(&event.correlation_id) {
-            if j.events.len() < max_events {
-                j.events.push(event);
-            } else {
-                j.dropped += 1;
-            }
+        let seq = g.seq;
+        let id = std::mem::take(&mut event.correlation_id);
+        let (max_events, max_journey) = (g.max_events, g.max_journey_bytes());
+        if !g.by_id.contains_key(&id) {
+            while g.order.len() >= g.max_journeys && g.evict_oldest() {}
+            let id = clip(id.clone());
+            let j = Journey {
+                events: Vec::new(),
+                shared: Vec::new(),
+                heap: 0,
+                dropped: 0,
+            };
+            g.bytes += j.bytes(&id);
+            g.order.push_back(id.clone());
+            g.by_id.insert(id, j);
+        }
+        let id = clip(id);
+        let Some(j) = g.by_id.get_mut(&id) else {
+            return;
+        };
+        if j.events.len() >= max_events || j.bytes(&id) >= max_journey {
+            j.dropped += 1;
+            g.dropped += 1;
             return;
         }
-        while g.order.len() >= g.max_journeys {
-            if let Some(old) = g.order.pop_front() {
-                g.by_id.remove(&old);
-            }
+        let before = j.bytes(&id);
+        let (stored, added) = j.store(event, seq);
+        j.heap += added;
+        j.events.push(stored);
+        let after = j.bytes(&id);
+        g.bytes = g.bytes + after - before;
+        // Oldest first, never the journey just written to.
+        while g.bytes > g.max_bytes && g.order.len() > 1 && g.order.front() != Some(&id) {
+            g.evict_oldest();
         }
-        g.order.push_back(event.correlation_id.clone());
-        g.by_id.insert(
-            event.correlation_id.clone(),
-            Journey {
-                events: vec![event],
-                dropped: 0,
-            },
-        );
     }
 
     /// The journey of `correlation_id`, if it is still kept.
     pub fn get(&self, correlation_id: &str) -> Option<JourneyView> {
         let g = self.lock();
         let j = g.by_id.get(correlation_id)?;
-        Some(JourneyView::build(
-            correlation_id,
-            j.events.clone(),
-            j.dropped,
-        ))
+        let events = j.events.iter().map(|e| e.view(correlation_id)).collect();
+        Some(JourneyView::build(correlation_id, events, j.dropped))
     }
 
-    /// The kept journeys, most recent first.
+    /// The newest kept journeys (at most [`LIST_LIMIT`]), most recent first.
     pub fn list(&self) -> Vec<JourneySummary> {
         let g = self.lock();
         g.order
             .iter()
             .rev()
+            .take(LIST_LIMIT)
             .filter_map(|id| g.by_id.get(id).map(|j| JourneySummary::of(id, j)))
             .collect()
+    }
+
+    /// What the store holds and its bounds.
+    pub fn usage(&self) -> Usage {
+        let g = self.lock();
+        Usage {
+            bytes: g.bytes,
+            max_bytes: g.max_bytes,
+            max_journey_bytes: g.max_journey_bytes(),
+            journeys: g.by_id.len(),
+            events: g.by_id.values().map(|j| j.events.len()).sum(),
+            max_events: g.max_events,
+            evicted_journeys: g.evicted,
+            dropped_events: g.dropped,
+        }
     }
 }
 
@@ -229,26 +504,28 @@ impl JourneySummary {
             correlation_id: id.to_owned(),
             started_at: rfc3339(start),
             duration_ms: end.saturating_sub(start) as f64 / 1000.0,
-            services: services_of(&j.events),
+            services: services_of(j.events.iter().map(|e| &*e.service)),
             events: j.events.len(),
-            status: status_of(&j.events).to_owned(),
-            first_message: first.map(|e| e.message.clone()).unwrap_or_default(),
+            status: status_of(j.events.iter().map(|e| e.level)).to_owned(),
+            first_message: first.map(|e| e.message.to_string()).unwrap_or_default(),
         }
     }
 }
 
-fn status_of(events: &[JourneyEvent]) -> &'static str {
-    if events.iter().any(|e| e.level == "ERROR") {
-        "error"
-    } else if events.iter().any(|e| e.level == "WARN") {
-        "warn"
-    } else {
-        "ok"
+fn status_of<'a>(levels: impl Iterator<Item = &'a str>) -> &'static str {
+    let mut warn = false;
+    for l in levels {
+        match l {
+            "ERROR" => return "error",
+            "WARN" => warn = true,
+            _ => {}
+        }
     }
+    if warn { "warn" } else { "ok" }
 }
 
-fn services_of(events: &[JourneyEvent]) -> Vec<String> {
-    let seen: BTreeSet<&str> = events.iter().map(|e| e.service.as_str()).collect();
+fn services_of<'a>(services: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let seen: BTreeSet<&str> = services.collect();
     let mut out: Vec<String> = LANES
         .iter()
         .filter(|l| seen.contains(**l))
@@ -399,8 +676,8 @@ impl JourneyView {
             trace_ids,
             started_at: rfc3339(start),
             duration_ms: ms(end),
-            status: status_of(&events).to_owned(),
-            services: services_of(&events),
+            status: status_of(events.iter().map(|e| e.level.as_str())).to_owned(),
+            services: services_of(events.iter().map(|e| e.service.as_str())),
             events,
             hops,
             links,
@@ -490,7 +767,7 @@ pub fn render_journey(v: &JourneyView) -> String {
     if v.dropped_events > 0 {
         let _ = write!(
             b,
-            r#"<p class="notice">{} later events of this journey were not kept (at most {MAX_EVENTS} per journey).</p>"#,
+            r#"<p class="notice">{} later events of this journey were not kept (one journey keeps at most {MAX_EVENTS} events and an eighth of the journey store's bound).</p>"#,
             v.dropped_events
         );
     }
@@ -614,12 +891,69 @@ pub fn render_journey(v: &JourneyView) -> String {
     html::page(&format!("Journey {}", v.correlation_id), &b)
 }
 
-/// The list of recent journeys.
-pub fn render_list(list: &[JourneySummary]) -> String {
+fn mib(bytes: usize) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// The card with the queue's state and the journey store's bound.
+pub fn render_status(queue: &super::broker::QueueStatus, usage: &Usage) -> String {
+    let mut b = String::with_capacity(2048);
+    let (class, state) = if queue.connected {
+        ("ok", "connected")
+    } else {
+        ("error", "disconnected")
+    };
+    let _ = write!(
+        b,
+        r#"<section class="card status" id="status"><h2>Queue and memory</h2><dl>
+<dt>Queue</dt><dd id="queue-state" data-connected="{connected}"><span class="pill {class}">{state}</span> {name} <span class="muted">since {since} · {n} disconnection(s)</span>{err}</dd>
+<dt>Worker</dt><dd id="worker-state">{in_flight} of {conc} jobs in hand (peak {peak}) · {kept}</dd>
+<dt>Journeys kept</dt><dd id="journey-bound" data-bytes="{bytes}" data-max-bytes="{max}">{journeys} journeys, {events} events: {used} of {bound} · the oldest journey goes first ({evicted} evicted so far) · one journey keeps at most {max_events} events and {per_journey}{dropped}</dd>
+</dl></section>"#,
+        connected = queue.connected,
+        name = esc(&queue.queue),
+        since = esc(queue.since.get(11..19).unwrap_or(&queue.since)),
+        n = queue.disconnections,
+        err = queue
+            .last_error
+            .as_deref()
+            .map(|e| format!(r#" <span class="muted">last error: {}</span>"#, esc(e)))
+            .unwrap_or_default(),
+        in_flight = queue.in_flight,
+        conc = queue.worker_concurrency,
+        peak = queue.peak_in_flight,
+        kept = match (queue.waiting, queue.capacity) {
+            (Some(w), Some(c)) => format!(
+                "{w} of {c} waiting in the embedded queue (full: orders are refused with 503 and Retry-After; all of them are shipped before exit)"
+            ),
+            _ => "jobs not taken at exit stay in the queue for the next start".to_owned(),
+        },
+        bytes = usage.bytes,
+        max = usage.max_bytes,
+        journeys = usage.journeys,
+        events = usage.events,
+        used = mib(usage.bytes),
+        bound = mib(usage.max_bytes),
+        evicted = usage.evicted_journeys,
+        max_events = usage.max_events,
+        per_journey = mib(usage.max_journey_bytes),
+        dropped = if usage.dropped_events > 0 {
+            format!(" ({} events not kept)", usage.dropped_events)
+        } else {
+            String::new()
+        },
+    );
+    b
+}
+
+/// The list of recent journeys, after the status card.
+pub fn render_list(list: &[JourneySummary], status: &str) -> String {
     let mut b = String::with_capacity(8 * 1024);
     b.push_str(
-        r#"<section class="hero"><h1>Recent journeys</h1><p class="meta"><span>Every correlation id the services logged, newest first.</span><a class="button" href="/orders/new">Place an order</a></p></section><section class="card">"#,
+        r#"<section class="hero"><h1>Recent journeys</h1><p class="meta"><span>Every correlation id the services logged, newest first.</span><a class="button" href="/orders/new">Place an order</a></p></section>"#,
     );
+    b.push_str(status);
+    b.push_str(r#"<section class="card">"#);
     if list.is_empty() {
         b.push_str(r#"<p class="empty">No journeys yet. <a href="/orders/new">Place an order</a> and come back.</p>"#);
     } else {
@@ -720,6 +1054,123 @@ mod tests {
         }
         let v = j.get("c4").unwrap();
         assert_eq!((v.events.len(), v.dropped_events), (3, 3));
+    }
+
+    /// What the hostile load of issue 14 sent: 4 KB tenant and user values on every
+    /// event, a few correlation ids reused over and over.
+    fn hostile(cid: &str) -> JourneyEvent {
+        let mut e = ev("store", "s", Some("p"), None);
+        e.correlation_id = cid.to_owned();
+        e.tenant_id = Some("t".repeat(4096));
+        e.user_id = Some("u".repeat(4096));
+        e.message = "order form refused".into();
+        e.fields = vec![("problems".into(), "x".repeat(4096))];
+        e
+    }
+
+    /// Heap bytes the kept events would take as plain strings, without sharing: a
+    /// lower bound of what a store without a byte bound holds.
+    fn string_bytes(j: &Journeys) -> usize {
+        j.list()
+            .iter()
+            .filter_map(|s| j.get(&s.correlation_id))
+            .flat_map(|v| v.events)
+            .map(|e| {
+                e.message.len()
+                    + e.tenant_id.map_or(0, |t| t.len())
+                    + e.user_id.map_or(0, |u| u.len())
+                    + e.fields
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len())
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn bounded_by_bytes_under_large_values_oldest_journey_evicted_first() {
+        let j = Journeys::default();
+        j.set_max_bytes(1 << 20);
+        for i in 0..20_000 {
+            j.record(hostile(&format!("c{}", i % 200)));
+        }
+        let u = j.usage();
+        assert!(u.bytes <= u.max_bytes, "{u:?}");
+        assert!(u.events > 500, "a useful number of events is kept: {u:?}");
+        // Values are cut and shared: far less than the 12 KB each event was sent with.
+        assert!(
+            u.bytes / u.events < 2048,
+            "bytes per event with 4 KB values: {u:?}"
+        );
+        // The accounting is not optimistic: it covers at least the distinct strings
+        // held (shared values once per journey, the rest per event).
+        let held: usize = j
+            .list()
+            .iter()
+            .filter_map(|s| j.get(&s.correlation_id))
+            .map(|v| {
+                let e0 = &v.events[0];
+                e0.tenant_id.as_ref().map_or(0, |t| t.len())
+                    + e0.user_id.as_ref().map_or(0, |t| t.len())
+                    + v.events
+                        .iter()
+                        .map(|e| {
+                            e.message.len()
+                                + e.fields
+                                    .iter()
+                                    .map(|(k, v)| k.len() + v.len())
+                                    .sum::<usize>()
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        assert!(u.bytes >= held, "{u:?} {held}");
+
+        // Newest kept, oldest evicted first.
+        let j = Journeys::default();
+        j.set_max_bytes(64 * 1024);
+        for i in 0..400 {
+            j.record(hostile(&format!("n{i}")));
+        }
+        let ids: Vec<String> = j.list().into_iter().map(|s| s.correlation_id).collect();
+        assert_eq!(ids.first().map(String::as_str), Some("n399"));
+        let u = j.usage();
+        assert!(u.bytes <= u.max_bytes && u.evicted_journeys > 0, "{u:?}");
+        assert_eq!(u.evicted_journeys as usize + u.journeys, 400);
+        let oldest_kept: usize = ids.last().unwrap()[1..].parse().unwrap();
+        assert_eq!(oldest_kept, 400 - ids.len(), "a contiguous newest range");
+    }
+
+    #[test]
+    fn one_journey_never_takes_the_whole_store() {
+        let j = Journeys::default();
+        j.set_max_bytes(1 << 20);
+        j.record(hostile("other"));
+        for _ in 0..5000 {
+            j.record(hostile("greedy"));
+        }
+        let u = j.usage();
+        assert!(j.get("other").is_some(), "{u:?}");
+        let greedy = j.get("greedy").unwrap();
+        assert!(greedy.dropped_events > 0);
+        assert!(u.bytes <= u.max_bytes, "{u:?}");
+    }
+
+    #[test]
+    fn values_are_cut_and_shared_within_a_journey() {
+        let j = Journeys::default();
+        for _ in 0..10 {
+            j.record(hostile("c"));
+        }
+        let v = j.get("c").unwrap();
+        let t = v.events[0].tenant_id.as_deref().unwrap();
+        assert!(t.len() <= MAX_VALUE + '…'.len_utf8() && t.ends_with('…'));
+        let per_event = j.usage().bytes / 10;
+        assert!(
+            per_event < 2 * MAX_VALUE + 600,
+            "tenant and user are stored once: {per_event}"
+        );
+        assert!(string_bytes(&j) > j.usage().bytes, "sharing saves bytes");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter}
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::journey::{JourneyEvent, Journeys, now_micros};
+use super::journey::{JourneyEvent, Journeys, clip, clipped, now_micros};
 
 /// How log lines are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -246,24 +246,24 @@ where
 {
     fn on_event(&self, event: &Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
         let recorded = Context::with_current(|ctx| {
-            let correlation_id = ctx.correlation_id()?.as_str().to_owned();
+            let correlation_id = ctx.correlation_id()?.as_str();
             let trace = ctx.trace();
             Some(JourneyEvent {
                 seq: 0,
                 at_us: now_micros(),
                 level: level_name(*event.metadata().level()).to_owned(),
-                service: ctx.field("app").unwrap_or("-").to_owned(),
-                task: ctx.field("task").map(str::to_owned),
+                service: clipped(ctx.field("app").unwrap_or("-")),
+                task: ctx.field("task").map(clipped),
                 message: String::new(),
-                correlation_id,
+                correlation_id: clipped(correlation_id),
                 trace_id: trace.map(|t| t.trace_id().to_string()),
                 span_id: trace.map(|t| t.span_id().to_string()),
                 parent_id: trace.and_then(|t| t.parent_id()).map(|p| p.to_string()),
                 tenant_id: ctx
                     .field("tenant.id")
                     .or_else(|| ctx.get(super::TENANT_HEADER))
-                    .map(str::to_owned),
-                user_id: ctx.field("user.id").map(str::to_owned),
+                    .map(clipped),
+                user_id: ctx.field("user.id").map(clipped),
                 call_id: None,
                 destination: None,
                 fields: Vec::new(),
@@ -285,21 +285,6 @@ fn level_name(level: Level) -> &'static str {
         Level::DEBUG => "DEBUG",
         Level::TRACE => "TRACE",
     }
-}
-
-/// Longest value kept per event field in the journey store.
-const MAX_VALUE: usize = 512;
-
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_VALUE {
-        let mut end = MAX_VALUE;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }
 
 struct Fields<'a> {
@@ -325,7 +310,7 @@ impl Fields<'_> {
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.to_owned());
+        self.put(field, clipped(value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {

@@ -68,6 +68,7 @@
 pub mod broker;
 mod html;
 pub mod journey;
+pub mod ledger;
 pub mod logs;
 pub mod store;
 pub mod warehouse;
@@ -90,6 +91,35 @@ pub use logs::LogFormat;
 
 /// The header the store sets for the warehouse, and every service captures.
 pub const TENANT_HEADER: &str = "x-tenant-id";
+/// Jobs the worker handles at once unless `--worker-concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// The embedded queue's bound unless `--queue-capacity` says otherwise.
+pub const DEFAULT_CAPACITY: usize = 1024;
+/// The simulated work of packing one parcel unless `--packing-ms` says otherwise.
+pub const DEFAULT_PACKING_MS: u64 = 40;
+
+fn queue_name(s: &str) -> Result<String, String> {
+    broker::check_queue_name(s)
+}
+
+fn number_in(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from {lo} to {hi}")),
+    }
+}
+
+fn concurrency_arg(s: &str) -> Result<usize, String> {
+    number_in(s, 1, 4096)
+}
+
+fn capacity_arg(s: &str) -> Result<usize, String> {
+    number_in(s, 1, 1_000_000)
+}
+
+fn mib_arg(s: &str) -> Result<usize, String> {
+    number_in(s, 1, 4096)
+}
 
 /// Options of `threadline demo`.
 #[derive(clap::Args, Debug, Clone)]
@@ -102,10 +132,27 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub warehouse_addr: SocketAddr,
     /// The shipping queue: `embedded` (in-process, nothing to install),
-    /// `nats://127.0.0.1:4222`, `amqp://guest:guest@127.0.0.1:5672` or
+    /// `nats://127.0.0.1:4222` (JetStream), `amqp://guest:guest@127.0.0.1:5672` or
     /// `redis://127.0.0.1:6379`.
     #[arg(long, default_value = "embedded")]
     pub broker: BrokerUrl,
+    /// The name of the queue, stream or subject on the broker. Jobs left in it at exit
+    /// are shipped by the next start with the same name.
+    #[arg(long, default_value = broker::DEFAULT_QUEUE, value_parser = queue_name)]
+    pub queue: String,
+    /// How many shipping jobs the worker handles at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_parser = concurrency_arg)]
+    pub worker_concurrency: usize,
+    /// How many jobs the embedded queue holds; when full, orders are refused with 503
+    /// and `Retry-After`.
+    #[arg(long, default_value_t = DEFAULT_CAPACITY, value_parser = capacity_arg)]
+    pub queue_capacity: usize,
+    /// The simulated work of packing one parcel, in milliseconds.
+    #[arg(long, default_value_t = DEFAULT_PACKING_MS, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub packing_ms: u64,
+    /// How much memory the journey pages may keep, in MiB (oldest journeys go first).
+    #[arg(long, default_value_t = journey::DEFAULT_MIB, value_parser = mib_arg)]
+    pub journey_mib: usize,
     /// Treat every caller of the store as outside the trust boundary: their correlation
     /// id, trace and tenant header are replaced (the edge policy at work). By default
     /// the store trusts callers on 127.0.0.1.
@@ -118,7 +165,8 @@ pub struct Args {
     /// pages record debug events whatever this says.
     #[arg(long, default_value = "info")]
     pub log_level: tracing_subscriber::filter::LevelFilter,
-    /// How long shutdown waits for in-flight requests and jobs, in seconds.
+    /// How long shutdown waits for in-flight requests, and then for the jobs in hand,
+    /// in seconds.
     #[arg(long, default_value_t = 15)]
     pub drain_secs: u64,
 }
@@ -129,6 +177,11 @@ impl Default for Args {
             store_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
             warehouse_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9000)),
             broker: BrokerUrl::Embedded,
+            queue: broker::DEFAULT_QUEUE.to_owned(),
+            worker_concurrency: DEFAULT_CONCURRENCY,
+            queue_capacity: DEFAULT_CAPACITY,
+            packing_ms: DEFAULT_PACKING_MS,
+            journey_mib: journey::DEFAULT_MIB,
             untrusted: false,
             log_format: LogFormat::Text,
             log_level: tracing_subscriber::filter::LevelFilter::INFO,
@@ -137,29 +190,25 @@ impl Default for Args {
     }
 }
 
-/// Counters of one run, shared by the services.
+/// Counters of one run that are not per order (those are in [`ledger::Ledger`]).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Orders placed through the form (valid ones).
-    pub orders: AtomicU64,
-    /// Orders the warehouse accepted.
-    pub accepted: AtomicU64,
     /// Orders the warehouse refused (the `F` rule, 422).
     pub rejected: AtomicU64,
-    /// Orders that failed on the way (warehouse unreachable, queue down).
+    /// Orders for which the store got no answer from the warehouse.
     pub failed: AtomicU64,
     /// Order forms refused before reaching the warehouse (bad input).
     pub invalid: AtomicU64,
-    /// Shipping jobs the queue took.
-    pub enqueued: AtomicU64,
-    /// Shipping jobs the worker finished.
-    pub handled: AtomicU64,
     /// Messages on the queue that were not shipping jobs (counted, acknowledged).
     pub malformed: AtomicU64,
     /// Audit tasks started.
     pub audits_started: AtomicU64,
     /// Audit tasks finished.
     pub audits_done: AtomicU64,
+    /// Shipping jobs being handled now.
+    pub in_flight: AtomicU64,
+    /// The most shipping jobs handled at once.
+    pub peak_in_flight: AtomicU64,
 }
 
 impl Stats {
@@ -170,57 +219,109 @@ impl Stats {
     pub(crate) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::SeqCst);
     }
-
-    fn summary(&self) -> Summary {
-        let enqueued = Self::get(&self.enqueued);
-        let handled = Self::get(&self.handled);
-        Summary {
-            orders: Self::get(&self.orders),
-            accepted: Self::get(&self.accepted),
-            rejected: Self::get(&self.rejected),
-            failed: Self::get(&self.failed),
-            invalid: Self::get(&self.invalid),
-            enqueued,
-            handled,
-            lost: enqueued.saturating_sub(handled),
-        }
-    }
 }
 
-/// What one run did, printed as one line at shutdown.
+/// What one run did, per order, printed as one line at shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Summary {
-    /// Valid orders placed.
+    /// Order numbers given out by the warehouse (a retry with the same idempotency
+    /// key is the same order).
     pub orders: u64,
-    /// Orders the warehouse accepted.
+    /// Orders whose job the queue confirmed.
     pub accepted: u64,
-    /// Orders the warehouse refused.
+    /// Orders the user was told were not created (the queue certainly did not take
+    /// the job: full, down, or it said no).
+    pub refused: u64,
+    /// Orders whose outcome the user was told is unknown (handed to the broker, never
+    /// confirmed nor refused).
+    pub unknown: u64,
+    /// Orders the warehouse rejected (out of stock).
     pub rejected: u64,
-    /// Orders that failed on the way.
-    pub failed: u64,
     /// Order forms refused for bad input.
     pub invalid: u64,
-    /// Shipping jobs enqueued.
-    pub enqueued: u64,
-    /// Shipping jobs handled by the worker.
-    pub handled: u64,
-    /// Jobs enqueued but not handled when the run ended.
+    /// Orders for which the store got no answer from the warehouse.
+    pub failed: u64,
+    /// Orders of this run shipped by this run.
+    pub shipped: u64,
+    /// Shipped orders the user had been told were not created (must be 0).
+    pub shipped_after_refusal: u64,
+    /// Deliveries of an already shipped job, acknowledged without shipping it again.
+    pub duplicates: u64,
+    /// Jobs of earlier runs (left in a durable queue) shipped by this run.
+    pub earlier_runs: u64,
+    /// Accepted orders not shipped at exit that wait in the durable queue for the next
+    /// start.
+    pub left_in_queue: u64,
+    /// Accepted orders not shipped at exit that no queue keeps (must be 0).
     pub lost: u64,
+}
+
+impl Summary {
+    fn of(ledger: &ledger::Ledger, stats: &Stats, durable: bool) -> Self {
+        let c = ledger.counts();
+        Summary {
+            orders: c.orders,
+            accepted: c.accepted,
+            refused: c.refused,
+            // An order whose publish never answered (cut off at shutdown) was never
+            // told an outcome either.
+            unknown: c.unknown + c.open,
+            rejected: Stats::get(&stats.rejected),
+            invalid: Stats::get(&stats.invalid),
+            failed: Stats::get(&stats.failed),
+            shipped: c.shipped,
+            shipped_after_refusal: c.shipped_after_refusal,
+            duplicates: c.duplicates,
+            earlier_runs: c.earlier_runs,
+            left_in_queue: if durable { c.accepted_unshipped } else { 0 },
+            lost: if durable { 0 } else { c.accepted_unshipped },
+        }
+    }
+
+    /// A sentence saying where the accepted orders not shipped are, when there are any.
+    pub fn explain(&self, queue: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.left_in_queue > 0 {
+            parts.push(format!(
+                "{} accepted order(s) wait in {queue} and ship at the next start with the same --queue",
+                self.left_in_queue
+            ));
+        }
+        if self.lost > 0 {
+            parts.push(format!(
+                "{} accepted order(s) were not shipped and the embedded queue keeps nothing",
+                self.lost
+            ));
+        }
+        if self.shipped_after_refusal > 0 {
+            parts.push(format!(
+                "{} order(s) shipped although the user was told they were not created",
+                self.shipped_after_refusal
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("threadline demo: {}", parts.join("; ")))
+    }
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "threadline demo: orders={} accepted={} rejected={} failed={} invalid={} \
-             jobs_enqueued={} jobs_handled={} lost={}",
+            "threadline demo: orders={} accepted={} refused={} unknown={} rejected={} \
+             invalid={} failed={} shipped={} shipped_after_refusal={} duplicates={} \
+             earlier_runs={} left_in_queue={} lost={}",
             self.orders,
             self.accepted,
+            self.refused,
+            self.unknown,
             self.rejected,
-            self.failed,
             self.invalid,
-            self.enqueued,
-            self.handled,
+            self.failed,
+            self.shipped,
+            self.shipped_after_refusal,
+            self.duplicates,
+            self.earlier_runs,
+            self.left_in_queue,
             self.lost
         )
     }
@@ -291,17 +392,29 @@ async fn bind(what: &str, addr: SocketAddr, flag: &str) -> anyhow::Result<TcpLis
 
 /// Starts the store, the warehouse and the worker on the current Tokio runtime. Logs go
 /// to whatever `tracing` dispatcher is current (see [`logs::dispatch`]); `journeys` is
-/// the store the journey pages read (the one given to [`logs::JourneyLayer`]).
+/// the store the journey pages read (the one given to [`logs::JourneyLayer`]); its
+/// byte bound is set from `--journey-mib`.
 pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
     let policy = policy()?;
     let stats = Arc::new(Stats::default());
+    journeys.set_max_bytes(args.journey_mib.saturating_mul(1 << 20));
     let store_listener = bind("store", args.store_addr, "--store-addr").await?;
     let warehouse_listener = bind("warehouse", args.warehouse_addr, "--warehouse-addr").await?;
     let store_addr = display_addr(store_listener.local_addr()?);
     let warehouse_addr = display_addr(warehouse_listener.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let queue = broker::connect(&args.broker, policy.clone(), stats.clone())
+    // Every job names the run that published it.
+    let run = format!("{:08x}", fastrand::u32(..));
+    let ledger = Arc::new(ledger::Ledger::new(run));
+    let settings = broker::Settings {
+        url: args.broker.clone(),
+        queue: args.queue.clone(),
+        concurrency: args.worker_concurrency.max(1),
+        capacity: args.queue_capacity.max(1),
+        packing: Duration::from_millis(args.packing_ms),
+    };
+    let queue = broker::connect(&settings, policy.clone(), stats.clone(), ledger.clone())
         .await
         .with_context(|| format!("connecting the shipping queue ({})", args.broker))?;
     let broker_name = queue.describe();
@@ -310,16 +423,18 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
     let warehouse_app = warehouse::router(warehouse::State {
         policy: policy.clone(),
         stats: stats.clone(),
+        ledger: ledger.clone(),
         publisher: publisher.clone(),
     });
-    let store_app = store::router(store::State::new(
-        policy.clone(),
-        args.untrusted,
-        stats.clone(),
+    let store_app = store::router(store::State::new(store::Config {
+        policy: policy.clone(),
+        untrusted: args.untrusted,
+        stats: stats.clone(),
         journeys,
-        warehouse_addr,
-        broker_name.clone(),
-    )?);
+        warehouse: warehouse_addr,
+        publisher: publisher.clone(),
+        concurrency: settings.concurrency,
+    })?);
 
     // The warehouse stops after the store: an order the store is still placing
     // reaches it.
@@ -327,6 +442,7 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
     let store_server = serve(store_listener, store_app, stop_rx.clone());
     let warehouse_server = serve(warehouse_listener, warehouse_app, warehouse_stop_rx);
     let drain = Duration::from_secs(args.drain_secs.max(1));
+    let durable = args.broker.durable();
     let mut stop_wait = stop_rx;
     let task = tokio::spawn(async move {
         let _ = stop_wait.wait_for(|stop| *stop).await;
@@ -343,20 +459,18 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
             );
         }
         let _ = warehouse_stop.send(true);
-        // 2. Every enqueued job handled, every audit task done (bounded).
+        // 2. The worker stops: the embedded queue is drained (it keeps nothing), a
+        //    broker keeps the jobs not taken yet; jobs in hand finish (bounded).
+        worker.stop(drain).await;
+        // 3. Audit tasks finish (bounded).
         let deadline = tokio::time::Instant::now() + drain;
-        loop {
-            let jobs_left = Stats::get(&stats.enqueued) > Stats::get(&stats.handled);
-            let audits_left = Stats::get(&stats.audits_started) > Stats::get(&stats.audits_done);
-            if (!jobs_left && !audits_left) || tokio::time::Instant::now() >= deadline {
-                break;
-            }
+        while Stats::get(&stats.audits_started) > Stats::get(&stats.audits_done)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // 3. The worker stops consuming; the queue is closed (and removed on brokers).
-        worker.stop(drain).await;
         drop(publisher);
-        Ok(stats.summary())
+        Ok(Summary::of(&ledger, &stats, durable))
     });
     Ok(Running {
         store: store_addr,
@@ -412,13 +526,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let _ = std::io::stdout().flush();
         signals.wait().await;
         eprintln!("threadline demo: shutting down; waiting for in-flight requests and jobs");
+        let queue = running.broker.clone();
         let summary = running.shutdown().await?;
         println!("{summary}");
+        if let Some(explained) = summary.explain(&queue) {
+            println!("{explained}");
+        }
         let _ = std::io::stdout().flush();
         anyhow::ensure!(
-            summary.lost == 0,
-            "{} shipping job(s) were enqueued but not handled",
-            summary.lost
+            summary.lost == 0 && summary.shipped_after_refusal == 0,
+            "accepted orders were lost or refused orders shipped"
         );
         Ok(())
     })

@@ -2,10 +2,20 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /orders/new` | the order form (item, quantity, tenant) |
+//! | `GET /orders/new` | the order form (item, quantity, tenant, and a hidden idempotency key) |
 //! | `POST /orders` | form-encoded order: authenticate, call the warehouse, show the outcome (`Accept: application/json` for JSON) |
-//! | `GET /journeys` | recent journeys (HTML, or JSON with `Accept: application/json`) |
+//! | `GET /journeys` | the queue's state, the journey store's bound, recent journeys (HTML, or JSON with `Accept: application/json`) |
 //! | `GET /journeys/{correlation_id}` | one journey: timeline per service and hop tree (HTML or JSON) |
+//!
+//! The outcome of an order is what the warehouse knows, no more: `accepted` (200),
+//! `rejected` (422, out of stock), `refused` (503 with `Retry-After`: not created),
+//! `unknown` (504 with `Retry-After`: it may still ship; the page offers a retry with
+//! the same key, which never ships twice). The form carries a fresh idempotency key;
+//! a JSON client may send its own as `Idempotency-Key`, and every answer names it.
+//!
+//! Every page is sent with a `Content-Security-Policy` (no script, nothing from
+//! elsewhere) and `X-Content-Type-Options: nosniff`; an unknown path answers JSON to a
+//! client that asks for JSON.
 //!
 //! The store is wrapped in [`ThreadlineLayer`] (trusting loopback callers unless
 //! `--untrusted`), a middleware binds `app=store`, and the warehouse is called
@@ -20,7 +30,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -39,8 +49,10 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::html::{self, esc};
+use super::broker::{Publisher, new_key, valid_key};
+use super::html::{self, esc, invisible};
 use super::journey::{self, Journeys};
+use super::warehouse::IDEMPOTENCY_KEY;
 use super::{Stats, TENANT_HEADER};
 
 /// Who the demo's "authentication" says the caller is.
@@ -52,28 +64,39 @@ const WAREHOUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type HttpClient = Propagate<CallLog<Client<HttpConnector, Full<Bytes>>>>;
 
+/// What [`State::new`] is made from.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The capture policy.
+    pub policy: Policy,
+    /// Whether every caller is outside the trust boundary.
+    pub untrusted: bool,
+    /// Shared counters.
+    pub stats: Arc<Stats>,
+    /// The journey store the pages read.
+    pub journeys: Journeys,
+    /// Where the warehouse listens.
+    pub warehouse: SocketAddr,
+    /// The shipping queue (its state is shown on the journeys page).
+    pub publisher: Publisher,
+    /// Jobs the worker handles at once.
+    pub concurrency: usize,
+}
+
 /// What the store needs.
 #[derive(Clone)]
 pub struct State {
-    policy: Policy,
-    untrusted: bool,
-    stats: Arc<Stats>,
-    journeys: Journeys,
+    config: Config,
     warehouse_url: String,
     broker: String,
     client: HttpClient,
 }
 
 impl State {
-    /// The store's state; `warehouse` is where the warehouse listens.
-    pub fn new(
-        policy: Policy,
-        untrusted: bool,
-        stats: Arc<Stats>,
-        journeys: Journeys,
-        warehouse: SocketAddr,
-        broker: String,
-    ) -> anyhow::Result<Self> {
+    /// The store's state.
+    pub fn new(config: Config) -> anyhow::Result<Self> {
+        let policy = &config.policy;
+        let warehouse = config.warehouse;
         // The warehouse gets the context (and the two fields the store bound); any
         // other destination would get nothing.
         let grant = Grant::only([
@@ -95,25 +118,22 @@ impl State {
             .layer(CallLogLayer)
             .service(Client::builder(TokioExecutor::new()).build_http());
         Ok(State {
-            policy,
-            untrusted,
-            stats,
-            journeys,
+            broker: config.publisher.health().queue().to_owned(),
             warehouse_url: super::warehouse::url(warehouse),
-            broker,
             client,
+            config,
         })
     }
 }
 
 /// The store's router, with its layers.
 pub fn router(state: State) -> Router {
-    let trust = if state.untrusted {
+    let trust = if state.config.untrusted {
         TrustPolicy::never()
     } else {
         super::warehouse::loopback()
     };
-    let layer = ThreadlineLayer::new(state.policy.clone()).trust(trust);
+    let layer = ThreadlineLayer::new(state.config.policy.clone()).trust(trust);
     Router::new()
         .route("/", get(|| async { Redirect::to("/orders/new") }))
         .route("/orders/new", get(order_form))
@@ -128,6 +148,22 @@ pub fn router(state: State) -> Router {
         .layer(middleware::from_fn(bind_service))
         .layer(layer)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// `Content-Security-Policy` and `X-Content-Type-Options: nosniff` on every answer.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(html::CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 async fn bind_service(req: Request, next: Next) -> Response {
@@ -177,7 +213,14 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/json"))
 }
 
-async fn not_found() -> Response {
+async fn not_found(uri: Uri, headers: HeaderMap) -> Response {
+    if wants_json(&headers) {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "not found", "path": uri.path() })),
+        )
+            .into_response();
+    }
     let body = r#"<section class="card"><h2>Not found</h2><p>Try the <a href="/orders/new">order form</a> or the <a href="/journeys">journeys</a>.</p></section>"#;
     (StatusCode::NOT_FOUND, Html(html::page("Not found", body))).into_response()
 }
@@ -188,6 +231,7 @@ struct FormValues {
     item: String,
     quantity: String,
     tenant: String,
+    key: String,
 }
 
 #[derive(Clone, Debug)]
@@ -195,6 +239,18 @@ struct Order {
     item: String,
     quantity: u32,
     tenant: String,
+    key: Option<String>,
+}
+
+/// The form's fields, as hidden inputs (a retry sends the same order, same key).
+fn hidden_fields(v: &FormValues) -> String {
+    format!(
+        r#"<input type="hidden" name="item" value="{}"><input type="hidden" name="quantity" value="{}"><input type="hidden" name="tenant" value="{}"><input type="hidden" name="key" value="{}">"#,
+        esc(&v.item),
+        esc(&v.quantity),
+        esc(&v.tenant),
+        esc(&v.key)
+    )
 }
 
 fn form_page(values: &FormValues, errors: &[String], untrusted: bool, broker: &str) -> String {
@@ -207,12 +263,19 @@ fn form_page(values: &FormValues, errors: &[String], untrusted: bool, broker: &s
         }
         b.push_str("</ul></div>");
     }
+    // A valid key typed back is kept (the same order); anything else gets a new one.
+    let key = if valid_key(&values.key) {
+        values.key.clone()
+    } else {
+        new_key()
+    };
     let _ = write!(
         b,
         r#"<form class="order" method="post" action="/orders">
 <label>Item<input id="item" name="item" value="{item}" maxlength="80" placeholder="Kettle" required></label>
 <label>Quantity<input id="quantity" name="quantity" value="{qty}" inputmode="numeric" maxlength="3" required></label>
 <label>Tenant<input id="tenant" name="tenant" value="{tenant}" maxlength="64" placeholder="acme" required></label>
+<input type="hidden" id="key" name="key" value="{key}">
 <div class="actions"><button id="place" type="submit">Place order</button><span>Items starting with <b>F</b> are out of stock: try one to see a failure.</span></div>
 </form></section>
 <section class="card"><h2>What happens</h2><div class="flow"><span class="chip lane-store">store</span>→ HTTP + traceparent →<span class="chip lane-warehouse">warehouse</span>→ {broker} →<span class="chip lane-worker">worker</span><span>and an audit task spawned in the warehouse</span></div>
@@ -220,6 +283,7 @@ fn form_page(values: &FormValues, errors: &[String], untrusted: bool, broker: &s
         item = esc(&values.item),
         qty = esc(&values.quantity),
         tenant = esc(&values.tenant),
+        key = esc(&key),
         broker = esc(broker),
         trust = if untrusted {
             "This store runs with --untrusted: your correlation id, trace and tenant header are replaced at the edge."
@@ -235,14 +299,20 @@ async fn order_form(axum::extract::State(state): axum::extract::State<Arc<State>
         item: "Kettle".into(),
         quantity: "1".into(),
         tenant: "acme".into(),
+        key: new_key(),
     };
-    Html(form_page(&values, &[], state.untrusted, &state.broker))
+    Html(form_page(
+        &values,
+        &[],
+        state.config.untrusted,
+        &state.broker,
+    ))
 }
 
 /// Parses and checks the form; every problem named.
 fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
     let mut values = FormValues::default();
-    let mut seen = (false, false, false);
+    let mut seen = (false, false, false, false);
     let mut errors = Vec::new();
     if body.len() > BODY_LIMIT {
         errors.push("the form is too large".to_owned());
@@ -253,6 +323,7 @@ fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
             "item" => (&mut values.item, &mut seen.0),
             "quantity" => (&mut values.quantity, &mut seen.1),
             "tenant" => (&mut values.tenant, &mut seen.2),
+            "key" => (&mut values.key, &mut seen.3),
             _ => continue,
         };
         if *slot.1 {
@@ -269,6 +340,11 @@ fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
         errors.push("item is longer than 80 characters".into());
     } else if item.chars().any(char::is_control) {
         errors.push("item contains control characters".into());
+    } else if item.chars().any(invisible) {
+        errors.push(
+            "item contains invisible formatting characters (such as a right-to-left override)"
+                .into(),
+        );
     }
     let quantity = match values.quantity.trim().parse::<u32>() {
         Ok(q) if (1..=999).contains(&q) => Some(q),
@@ -286,6 +362,11 @@ fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
     {
         errors.push("tenant must be 1 to 64 letters, digits, '-', '_' or '.'".into());
     }
+    let key = values.key.trim().to_owned();
+    if seen.3 && !valid_key(&key) {
+        errors.push("the form's order key is damaged; the form was reset, send it again".into());
+        values.key = new_key();
+    }
     match (errors.is_empty(), quantity) {
         (true, Some(quantity)) => (
             values,
@@ -293,6 +374,7 @@ fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
                 item,
                 quantity,
                 tenant,
+                key: seen.3.then_some(key),
             }),
         ),
         _ => (values, Err(errors)),
@@ -300,9 +382,67 @@ fn parse_form(body: &[u8]) -> (FormValues, Result<Order, Vec<String>>) {
 }
 
 enum Outcome {
+    /// The queue confirmed the job.
     Accepted { order_id: u64 },
+    /// Out of stock.
     Rejected { reason: String },
+    /// The key was used for another order.
+    Conflict { reason: String },
+    /// Certainly not created.
+    Refused {
+        order_id: Option<u64>,
+        reason: String,
+        retry_after: Option<u32>,
+    },
+    /// It may still ship; a retry with the same key is safe.
+    Unknown {
+        order_id: Option<u64>,
+        reason: String,
+        retry_after: Option<u32>,
+    },
+    /// The warehouse answered something this store does not understand.
     Failed { reason: String },
+}
+
+impl Outcome {
+    fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            Outcome::Accepted { .. } => (StatusCode::OK, "accepted"),
+            Outcome::Rejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
+            Outcome::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            Outcome::Refused { .. } => (StatusCode::SERVICE_UNAVAILABLE, "refused"),
+            Outcome::Unknown { .. } => (StatusCode::GATEWAY_TIMEOUT, "unknown"),
+            Outcome::Failed { .. } => (StatusCode::BAD_GATEWAY, "failed"),
+        }
+    }
+
+    fn order_id(&self) -> Option<u64> {
+        match self {
+            Outcome::Accepted { order_id } => Some(*order_id),
+            Outcome::Refused { order_id, .. } | Outcome::Unknown { order_id, .. } => *order_id,
+            _ => None,
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Accepted { .. } => None,
+            Outcome::Rejected { reason }
+            | Outcome::Conflict { reason }
+            | Outcome::Failed { reason }
+            | Outcome::Refused { reason, .. }
+            | Outcome::Unknown { reason, .. } => Some(reason),
+        }
+    }
+
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            Outcome::Refused { retry_after, .. } | Outcome::Unknown { retry_after, .. } => {
+                Some(retry_after.unwrap_or(2))
+            }
+            _ => None,
+        }
+    }
 }
 
 async fn place_order(
@@ -315,11 +455,25 @@ async fn place_order(
         .correlation_id()
         .map(|c| c.as_str().to_owned())
         .unwrap_or_default();
-    let (values, parsed) = parse_form(&body);
-    let order = match parsed {
+    let (mut values, parsed) = parse_form(&body);
+    // A key in the header (JSON clients) wins over the form's.
+    let header_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| v.to_str().unwrap_or(""));
+    let parsed = match (parsed, header_key) {
+        (Ok(_), Some(k)) if !valid_key(k) => Err(vec![
+            "Idempotency-Key must be 1 to 64 letters, digits, '-', '_' or '.'".to_owned(),
+        ]),
+        (Ok(mut o), Some(k)) => {
+            o.key = Some(k.to_owned());
+            Ok(o)
+        }
+        (p, _) => p,
+    };
+    let mut order = match parsed {
         Ok(o) => o,
         Err(errors) => {
-            Stats::bump(&state.stats.invalid);
+            Stats::bump(&state.config.stats.invalid);
             tracing::warn!(problems = %errors.join("; "), "order form refused");
             return if json {
                 (
@@ -330,14 +484,20 @@ async fn place_order(
             } else {
                 (
                     StatusCode::BAD_REQUEST,
-                    Html(form_page(&values, &errors, state.untrusted, &state.broker)),
+                    Html(form_page(
+                        &values,
+                        &errors,
+                        state.config.untrusted,
+                        &state.broker,
+                    )),
                 )
                     .into_response()
             };
         }
     };
-    Stats::bump(&state.stats.orders);
-    tracing::info!(item = %order.item, quantity = order.quantity, "order received");
+    let key = order.key.take().unwrap_or_else(new_key);
+    values.key = key.clone();
+    tracing::info!(item = %order.item, quantity = order.quantity, order_key = %key, "order received");
 
     // "Authentication": the demo user, in the tenant the form names.
     threadline::bind("user.id", DEMO_USER);
@@ -347,79 +507,148 @@ async fn place_order(
     threadline::set_header(TENANT_HEADER, &order.tenant);
     tracing::info!("user authenticated");
 
-    let outcome = call_warehouse(&state, &order).await;
-    let (status, label) = match &outcome {
+    let outcome = call_warehouse(&state, &order, &key).await;
+    match &outcome {
         Outcome::Accepted { order_id } => {
-            Stats::bump(&state.stats.accepted);
-            tracing::info!(order_id, "order accepted by the warehouse");
-            (StatusCode::OK, "accepted")
+            tracing::info!(order_id, "order accepted by the warehouse")
         }
-        Outcome::Rejected { reason } => {
-            Stats::bump(&state.stats.rejected);
-            tracing::warn!(reason = %reason, "order rejected by the warehouse");
-            (StatusCode::UNPROCESSABLE_ENTITY, "rejected")
+        Outcome::Rejected { reason } | Outcome::Conflict { reason } => {
+            tracing::warn!(reason = %reason, "order rejected by the warehouse")
         }
-        Outcome::Failed { reason } => {
-            Stats::bump(&state.stats.failed);
-            tracing::error!(reason = %reason, "order failed");
-            (StatusCode::BAD_GATEWAY, "failed")
+        Outcome::Refused { reason, .. } => {
+            tracing::error!(reason = %reason, "order not created")
         }
-    };
+        Outcome::Unknown { reason, .. } => {
+            tracing::error!(reason = %reason, "order outcome unknown")
+        }
+        Outcome::Failed { reason } => tracing::error!(reason = %reason, "order failed"),
+    }
+    let (status, label) = outcome.status();
     let journey_url = format!("/journeys/{}", html::path_segment(&correlation_id));
-    if json {
-        let (order_id, reason) = match &outcome {
-            Outcome::Accepted { order_id } => (Some(*order_id), None),
-            Outcome::Rejected { reason } | Outcome::Failed { reason } => {
-                (None, Some(reason.clone()))
-            }
-        };
-        return (
+    let mut resp = if json {
+        (
             status,
             Json(json!({
                 "status": label,
-                "order_id": order_id,
-                "reason": reason,
+                "order_id": outcome.order_id(),
+                "key": key,
+                "reason": outcome.reason(),
+                "retry_after": outcome.retry_after(),
                 "correlation_id": correlation_id,
                 "journey": journey_url,
             })),
         )
-            .into_response();
+            .into_response()
+    } else {
+        (
+            status,
+            Html(outcome_page(
+                &outcome,
+                &order,
+                &values,
+                &correlation_id,
+                &journey_url,
+            )),
+        )
+            .into_response()
+    };
+    if let Some(secs) = outcome.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
-    let (class, icon, title, detail) = match &outcome {
+    resp
+}
+
+fn outcome_page(
+    outcome: &Outcome,
+    order: &Order,
+    values: &FormValues,
+    correlation_id: &str,
+    journey_url: &str,
+) -> String {
+    let (_, label) = outcome.status();
+    let number = |id: Option<u64>| id.map(|i| format!(" #{i}")).unwrap_or_default();
+    let retry = |button: &str, note: &str| {
+        format!(
+            r#"<form class="retry" method="post" action="/orders">{}<button id="retry" type="submit">{}</button> <span>{}</span></form>"#,
+            hidden_fields(values),
+            esc(button),
+            esc(note)
+        )
+    };
+    let (class, icon, title, detail, action) = match outcome {
         Outcome::Accepted { order_id } => (
             "ok",
             "✓",
             format!("Order #{order_id} accepted"),
             format!(
-                "{} × {} for tenant {}: the warehouse queued a shipping job and the worker picks it up now.",
+                "{} × {} for tenant {}: the shipping queue confirmed the job and the worker picks it up.",
                 order.quantity,
                 esc(&order.item),
                 esc(&order.tenant)
             ),
+            String::new(),
         ),
-        Outcome::Rejected { reason } => (
+        Outcome::Rejected { reason } | Outcome::Conflict { reason } => (
             "warn",
             "!",
             "The warehouse rejected the order".to_owned(),
             esc(reason),
+            String::new(),
         ),
-        Outcome::Failed { reason } => ("error", "×", "The order failed".to_owned(), esc(reason)),
+        Outcome::Refused {
+            order_id,
+            reason,
+            retry_after,
+        } => (
+            "error",
+            "×",
+            format!("Order{} was not created", number(*order_id)),
+            esc(reason),
+            retry(
+                "Try again",
+                &format!(
+                    "The shipping queue did not take it. Try again in {} s.",
+                    retry_after.unwrap_or(2)
+                ),
+            ),
+        ),
+        Outcome::Unknown {
+            order_id, reason, ..
+        } => (
+            "warn",
+            "?",
+            format!("Order{}: not confirmed yet", number(*order_id)),
+            esc(reason),
+            retry(
+                "Check again",
+                "It may still ship. Checking again is safe: the same order never ships twice.",
+            ),
+        ),
+        Outcome::Failed { reason } => (
+            "error",
+            "×",
+            "The order failed".to_owned(),
+            esc(reason),
+            String::new(),
+        ),
     };
     let body = format!(
-        r#"<section class="card outcome {class}" id="outcome" data-status="{label}"><div class="big">{icon}</div><div><h2>{title}</h2><p>{detail}</p>
+        r#"<section class="card outcome {class}" id="outcome" data-status="{label}"><div class="big">{icon}</div><div><h2>{title}</h2><p>{detail}</p>{action}
 <p class="meta"><span>correlation id <code class="cid" id="correlation-id">{cid}</code></span></p>
 <p><a class="button" id="journey-link" href="{journey}">Follow its journey</a> <a href="/orders/new">Place another order</a></p></div></section>"#,
         title = esc(&title),
-        cid = esc(&correlation_id),
-        journey = esc(&journey_url),
+        cid = esc(correlation_id),
+        journey = esc(journey_url),
     );
-    (status, Html(html::page("Order", &body))).into_response()
+    html::page("Order", &body)
 }
 
-async fn call_warehouse(state: &State, order: &Order) -> Outcome {
+async fn call_warehouse(state: &State, order: &Order, key: &str) -> Outcome {
     let payload = json!({ "item": order.item, "quantity": order.quantity }).to_string();
     let req = match http::Request::post(&state.warehouse_url)
         .header(header::CONTENT_TYPE, "application/json")
+        .header(IDEMPOTENCY_KEY, key)
         .body(Full::new(Bytes::from(payload)))
     {
         Ok(r) => r,
@@ -430,22 +659,50 @@ async fn call_warehouse(state: &State, order: &Order) -> Outcome {
         }
     };
     tracing::info!(warehouse = %state.warehouse_url, "asking the warehouse to create the order");
-    let call = async {
-        let resp = state.client.clone().oneshot(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
-    };
-    let (status, body) = match tokio::time::timeout(WAREHOUSE_TIMEOUT, call).await {
+    let stats = &state.config.stats;
+    let resp = match tokio::time::timeout(WAREHOUSE_TIMEOUT, state.client.clone().oneshot(req))
+        .await
+    {
         Ok(Ok(r)) => r,
+        Ok(Err(e)) if e.is_connect() => {
+            Stats::bump(&stats.failed);
+            return Outcome::Refused {
+                order_id: None,
+                reason: format!("the warehouse is unreachable ({e}); the order was not created"),
+                retry_after: Some(2),
+            };
+        }
         Ok(Err(e)) => {
-            return Outcome::Failed {
-                reason: format!("the warehouse is unreachable: {e}"),
+            Stats::bump(&stats.failed);
+            return Outcome::Unknown {
+                order_id: None,
+                reason: format!("the connection to the warehouse broke ({e})"),
+                retry_after: Some(2),
             };
         }
         Err(_) => {
-            return Outcome::Failed {
+            Stats::bump(&stats.failed);
+            return Outcome::Unknown {
+                order_id: None,
                 reason: "the warehouse did not answer in time".into(),
+                retry_after: Some(2),
+            };
+        }
+    };
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
+    let body = match tokio::time::timeout(WAREHOUSE_TIMEOUT, resp.into_body().collect()).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        _ => {
+            Stats::bump(&stats.failed);
+            return Outcome::Unknown {
+                order_id: None,
+                reason: "the warehouse's answer was cut off".into(),
+                retry_after: Some(2),
             };
         }
     };
@@ -454,14 +711,26 @@ async fn call_warehouse(state: &State, order: &Order) -> Outcome {
         .as_str()
         .unwrap_or("no reason given")
         .to_owned();
+    let order_id = answer["order_id"].as_u64();
     match status {
-        StatusCode::CREATED | StatusCode::OK => match answer["order_id"].as_u64() {
+        StatusCode::CREATED | StatusCode::OK => match order_id {
             Some(order_id) => Outcome::Accepted { order_id },
             None => Outcome::Failed {
                 reason: "the warehouse answered without an order number".into(),
             },
         },
         StatusCode::UNPROCESSABLE_ENTITY => Outcome::Rejected { reason },
+        StatusCode::CONFLICT => Outcome::Conflict { reason },
+        StatusCode::SERVICE_UNAVAILABLE => Outcome::Refused {
+            order_id,
+            reason,
+            retry_after,
+        },
+        StatusCode::GATEWAY_TIMEOUT => Outcome::Unknown {
+            order_id,
+            reason,
+            retry_after,
+        },
         s => Outcome::Failed {
             reason: format!("the warehouse answered {s}: {reason}"),
         },
@@ -472,11 +741,19 @@ async fn journey_list(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     headers: HeaderMap,
 ) -> Response {
-    let list = state.journeys.list();
+    let list = state.config.journeys.list();
+    let usage = state.config.journeys.usage();
+    let queue = super::broker::status(
+        &state.config.publisher,
+        &state.config.stats,
+        state.config.concurrency,
+    );
     if wants_json(&headers) {
-        return Json(json!({ "journeys": list })).into_response();
+        return Json(json!({ "journeys": list, "queue": queue, "journey_store": usage }))
+            .into_response();
     }
-    Html(journey::render_list(&list)).into_response()
+    let status = journey::render_status(&queue, &usage);
+    Html(journey::render_list(&list, &status)).into_response()
 }
 
 async fn journey_page(
@@ -485,7 +762,7 @@ async fn journey_page(
     headers: HeaderMap,
 ) -> Response {
     let json = wants_json(&headers);
-    match state.journeys.get(&id) {
+    match state.config.journeys.get(&id) {
         Some(view) if json => Json(view).into_response(),
         Some(view) => Html(journey::render_journey(&view)).into_response(),
         None if json => (
@@ -494,10 +771,11 @@ async fn journey_page(
         )
             .into_response(),
         None => {
+            let usage = state.config.journeys.usage();
             let body = format!(
-                r#"<section class="card"><h2>No journey for <code>{}</code></h2><p>It may be older than the last {} journeys, or nothing was logged under it yet. See <a href="/journeys">recent journeys</a>.</p></section>"#,
+                r#"<section class="card"><h2>No journey for <code>{}</code></h2><p>It may be older than the journeys kept (the newest that fit in {:.0} MiB), or nothing was logged under it yet. See <a href="/journeys">recent journeys</a>.</p></section>"#,
                 esc(&id),
-                journey::MAX_JOURNEYS
+                usage.max_bytes as f64 / f64::from(1 << 20)
             );
             (StatusCode::NOT_FOUND, Html(html::page("No journey", &body))).into_response()
         }

@@ -402,3 +402,80 @@ where
     drop(rt);
     (summary, json_lines(&capture.text()))
 }
+
+/// A queue name no other test run uses (valid on every broker).
+pub fn unique_queue() -> String {
+    threadline_testkit::unique("tl-demo", '-')
+}
+
+/// Waits (bounded) until the store's journeys page says the queue is connected (or
+/// not).
+pub async fn wait_for_queue(store: &str, connected: bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let (_, v) = get_json(&format!("{store}/journeys")).await;
+        if v["queue"]["connected"] == connected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never became connected={connected}: {}",
+            v["queue"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Removes a queue a test made on a shared broker (best effort, bounded).
+pub fn remove_queue(url: &demo::BrokerUrl, queue: &str) {
+    use demo::BrokerUrl;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let step = Duration::from_secs(5);
+    rt.block_on(async {
+        match url {
+            BrokerUrl::Embedded => {}
+            BrokerUrl::Nats(u) => {
+                if let Ok(Ok(c)) = tokio::time::timeout(step, async_nats::connect(u.as_str())).await
+                {
+                    let js = async_nats::jetstream::new(c);
+                    let _ = tokio::time::timeout(step, js.delete_stream(queue)).await;
+                }
+            }
+            BrokerUrl::Amqp(u) => {
+                let conn = tokio::time::timeout(
+                    step,
+                    lapin::Connection::connect(u, lapin::ConnectionProperties::default()),
+                )
+                .await;
+                if let Ok(Ok(conn)) = conn {
+                    if let Ok(Ok(ch)) = tokio::time::timeout(step, conn.create_channel()).await {
+                        let _ = tokio::time::timeout(
+                            step,
+                            ch.queue_delete(
+                                queue.into(),
+                                lapin::options::QueueDeleteOptions::default(),
+                            ),
+                        )
+                        .await;
+                    }
+                    let _ = tokio::time::timeout(step, conn.close(200, "test done".into())).await;
+                }
+            }
+            BrokerUrl::Redis(u) => {
+                if let Ok(client) = redis::Client::open(u.as_str())
+                    && let Ok(Ok(mut con)) =
+                        tokio::time::timeout(step, client.get_multiplexed_async_connection()).await
+                {
+                    let _: Result<Result<i64, _>, _> = tokio::time::timeout(
+                        step,
+                        redis::cmd("DEL").arg(queue).query_async(&mut con),
+                    )
+                    .await;
+                }
+            }
+        }
+    });
+}
