@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -411,7 +413,12 @@ pub fn unique_queue() -> String {
 /// Waits (bounded) until the store's journeys page says the queue is connected (or
 /// not).
 pub async fn wait_for_queue(store: &str, connected: bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    wait_for_queue_within(store, connected, TIMEOUT).await;
+}
+
+/// [`wait_for_queue`], waiting at most `within`.
+pub async fn wait_for_queue_within(store: &str, connected: bool, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let (_, v) = get_json(&format!("{store}/journeys")).await;
         if v["queue"]["connected"] == connected {

@@ -29,14 +29,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::restore::Restore;
-use super::{CONFIRM, Env, Health, Job, MAX_QUEUED, NETWORK, Pool, Published, pause, ship};
+use super::{CONFIRM, Env, Job, MAX_QUEUED, NETWORK, Pool, Published, pause, ship};
 
 type Slot = Arc<RwLock<Option<lapin::Channel>>>;
 
 pub(super) struct Publisher {
     channel: Slot,
     queue: String,
-    health: Health,
 }
 
 impl Publisher {
@@ -77,13 +76,10 @@ impl Publisher {
             Err(_) => return Published::unknown("AMQP publish did not complete in time"),
         };
         match tokio::time::timeout(CONFIRM, confirm).await {
-            Ok(Ok(Confirmation::Ack(None))) => {
-                self.health.up();
-                Published::Accepted {
-                    call,
-                    duplicate: false,
-                }
-            }
+            Ok(Ok(Confirmation::Ack(None))) => Published::Accepted {
+                call,
+                duplicate: false,
+            },
             Ok(Ok(Confirmation::Ack(Some(_)))) => {
                 Published::refused("no queue took the job (returned as unroutable)")
             }
@@ -179,7 +175,6 @@ pub(super) async fn start(
             .unwrap_or_else(std::sync::PoisonError::into_inner) = c;
     };
     let worker_slot = slot.clone();
-    let health = env.health.clone();
     let url = url.to_owned();
     let queue_name = queue.to_owned();
     let task = tokio::spawn(async move {
@@ -272,7 +267,6 @@ pub(super) async fn start(
         Publisher {
             channel: slot,
             queue: queue.to_owned(),
-            health,
         },
         task,
     ))

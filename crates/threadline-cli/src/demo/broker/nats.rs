@@ -32,20 +32,20 @@ use tokio::task::JoinHandle;
 
 use super::super::ledger::KEY_WINDOW;
 use super::restore::Restore;
-use super::{CONFIRM, Env, Health, Job, MAX_QUEUED, NETWORK, Pool, Published, pause, ship};
+use super::{CONFIRM, Env, Job, MAX_QUEUED, NETWORK, Pool, Published, pause, ship};
 
 /// The durable consumer's name.
 const CONSUMER: &str = "worker";
 /// How long one pull waits for jobs.
 const PULL: Duration = Duration::from_millis(500);
-/// How long a pulled job may stay unacknowledged before the server delivers it again.
-const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long a pulled job may stay unacknowledged before the server delivers it again
+/// (a job is pulled only when a slot is free, so this is ample).
+const ACK_WAIT: Duration = Duration::from_secs(10);
 
 pub(super) struct Publisher {
     client: async_nats::Client,
     js: JetStream,
     subject: String,
-    health: Health,
 }
 
 /// The subject the stream listens on.
@@ -80,13 +80,10 @@ impl Publisher {
             Err(_) => return Published::unknown("the NATS client did not take the job in time"),
         };
         match tokio::time::timeout(CONFIRM + Duration::from_secs(1), ack).await {
-            Ok(Ok(ack)) => {
-                self.health.up();
-                Published::Accepted {
-                    call,
-                    duplicate: ack.duplicate,
-                }
-            }
+            Ok(Ok(ack)) => Published::Accepted {
+                call,
+                duplicate: ack.duplicate,
+            },
             Ok(Err(e)) => match e.kind() {
                 // No stream listens on the subject: the server dropped it.
                 PublishErrorKind::StreamNotFound => {
@@ -224,10 +221,12 @@ pub(super) async fn start(
                 }
             };
             backoff = Duration::from_millis(100);
-            // A pull ends within PULL (the client gives up a few seconds later if the
-            // server never says so); every job it brings has a free slot.
+            // A pull ends within PULL; if the server goes away meanwhile, the client
+            // would wait several seconds more, so the wait is cut at PULL and a bit.
+            // Every job a pull brings has a free slot.
             let mut first = Some(first);
-            while let Some(msg) = batch.next().await {
+            let ends = tokio::time::Instant::now() + PULL + Duration::from_millis(500);
+            while let Ok(Some(msg)) = tokio::time::timeout_at(ends, batch.next()).await {
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -256,22 +255,15 @@ pub(super) async fn start(
         pool.finish().await;
         let _ = tokio::time::timeout(NETWORK, worker_client.flush()).await;
     });
-    let health = env_health(&client, health);
+    if client.connection_state() != State::Connected {
+        health.down("not connected to the NATS server");
+    }
     Ok((
         Publisher {
             client,
             js,
             subject: subject_of(queue),
-            health,
         },
         task,
     ))
-}
-
-/// The health handle, marked down if the client is not connected right now.
-fn env_health(client: &async_nats::Client, health: Health) -> Health {
-    if client.connection_state() != State::Connected {
-        health.down("not connected to the NATS server");
-    }
-    health
 }
