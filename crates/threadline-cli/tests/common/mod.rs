@@ -486,3 +486,86 @@ pub fn remove_queue(url: &demo::BrokerUrl, queue: &str) {
         }
     });
 }
+
+/// A TCP proxy to 127.0.0.1:`upstream` that can be cut (the broker goes away) or
+/// paused (the broker stops answering while the connection stays open).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+    paused: tokio::sync::watch::Sender<bool>,
+}
+
+/// Copies `from` to `to` while not paused.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if paused.wait_for(|p| !*p).await.is_err() {
+            return;
+        }
+        let n = tokio::select! {
+            n = from.read(&mut buf) => n,
+            _ = paused.wait_for(|p| *p) => continue,
+        };
+        let Ok(n) = n else { return };
+        if n == 0 {
+            return;
+        }
+        // Bytes read are forwarded even when a pause starts meanwhile: a pause holds
+        // what is still unread, as a stalled broker would.
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let (paused, watch) = tokio::sync::watch::channel(false);
+        let t = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let watch = watch.clone();
+                t.lock().unwrap().spawn(async move {
+                    let Ok(out) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = out.into_split();
+                    tokio::join!(pipe(ir, ow, watch.clone()), pipe(or, iw, watch));
+                });
+            }
+        });
+        Proxy {
+            addr,
+            tasks,
+            accept,
+            paused,
+        }
+    }
+
+    /// Closes every connection and stops accepting.
+    pub fn cut(&self) {
+        self.accept.abort();
+        self.tasks.lock().unwrap().abort_all();
+    }
+
+    /// Stops forwarding in both directions; connections stay open.
+    pub fn pause(&self) {
+        let _ = self.paused.send(true);
+    }
+
+    /// Forwards again, what was held first.
+    pub fn resume(&self) {
+        let _ = self.paused.send(false);
+    }
+}
