@@ -12,16 +12,21 @@
 //!   `user.id` and `tenant.id`), and calls the warehouse through
 //!   [`threadline_tower::PropagateLayer`]. It also serves the journey pages.
 //! * The **warehouse** ([`warehouse`]) rejects items whose name starts with `F` (422);
-//!   otherwise it enqueues a shipping job and spawns an audit task with
+//!   otherwise it publishes a shipping job, tells the store what the queue answered
+//!   (accepted, refused, or unknown with a safe retry) and spawns an audit task with
 //!   [`threadline::spawn`].
-//! * The **worker** ([`broker`]) restores the job's context before handling it. The
-//!   queue is in-process by default; `--broker nats://…`, `amqp://…` or `redis://…`
-//!   switch to the real adapters.
+//! * The **worker** ([`broker`]) restores the job's context before handling it, up to
+//!   `--worker-concurrency` jobs at once. The queue is in-process and bounded by
+//!   default; `--broker nats://…`, `amqp://…` or `redis://…` switch to the real
+//!   adapters with acknowledged publishes and a durable queue.
+//! * Every order is counted by its number ([`ledger`]): accepted, refused, unknown,
+//!   shipped, shipped after a refusal, left in the queue.
 //! * Logs ([`logs`]) go to stdout as text or JSON, and into the journey store
-//!   ([`journey`]) that feeds `GET /journeys/{correlation_id}`.
+//!   ([`journey`], bounded by bytes) that feeds `GET /journeys/{correlation_id}`.
 //!
-//! Ctrl-C (or SIGTERM) stops accepting requests, lets in-flight jobs finish and prints
-//! one summary line.
+//! Ctrl-C (or SIGTERM) stops accepting requests, lets in-flight requests finish, ships
+//! every job the embedded queue holds (a broker keeps the jobs not taken yet for the
+//! next start with the same `--queue`) and prints the per-order summary.
 //!
 //! # The same in a service of your own
 //!
@@ -92,7 +97,7 @@ pub use logs::LogFormat;
 /// The header the store sets for the warehouse, and every service captures.
 pub const TENANT_HEADER: &str = "x-tenant-id";
 /// Jobs the worker handles at once unless `--worker-concurrency` says otherwise.
-pub const DEFAULT_CONCURRENCY: usize = 64;
+pub const DEFAULT_CONCURRENCY: usize = 128;
 /// The embedded queue's bound unless `--queue-capacity` says otherwise.
 pub const DEFAULT_CAPACITY: usize = 1024;
 /// The simulated work of packing one parcel unless `--packing-ms` says otherwise.

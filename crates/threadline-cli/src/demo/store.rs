@@ -855,4 +855,34 @@ mod tests {
         assert!(missing.is_err());
         assert!(values.item.is_empty());
     }
+
+    #[test]
+    fn invisible_characters_in_the_item_are_refused_and_keys_are_checked() {
+        for item in [
+            "Kettle%E2%80%AEgpj.exe",
+            "Kettle%E2%80%8B",
+            "%E2%81%A7Kettle",
+            "Kettle%F3%A0%80%81",
+        ] {
+            let body = format!("item={item}&quantity=1&tenant=acme");
+            let errors = parse_form(body.as_bytes()).1.unwrap_err();
+            assert_eq!(errors.len(), 1, "{item}: {errors:?}");
+            assert!(errors[0].contains("invisible"), "{item}: {errors:?}");
+        }
+        // Letters of any script are fine.
+        let (_, ok) = parse_form("item=Чайник%20%E8%8C%B6&quantity=1&tenant=acme".as_bytes());
+        assert_eq!(ok.unwrap().item, "Чайник 茶");
+        assert!(!super::super::warehouse::valid_item(
+            "Kettle\u{202e}gpj.exe"
+        ));
+        assert!(super::super::warehouse::valid_item("Kettle"));
+
+        let (_, ok) = parse_form(b"item=Kettle&quantity=1&tenant=acme&key=abc-1.2_3");
+        assert_eq!(ok.unwrap().key.as_deref(), Some("abc-1.2_3"));
+        let (values, bad) = parse_form(b"item=Kettle&quantity=1&tenant=acme&key=a%20b");
+        assert!(bad.unwrap_err()[0].contains("key"));
+        assert!(valid_key(&values.key), "a damaged key is replaced");
+        let (_, none) = parse_form(b"item=Kettle&quantity=1&tenant=acme");
+        assert_eq!(none.unwrap().key, None);
+    }
 }

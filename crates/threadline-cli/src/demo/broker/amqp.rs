@@ -201,12 +201,10 @@ pub(super) async fn start(
                 }
                 continue;
             };
+            // The consumer is watched even while every slot is taken, so a lost
+            // connection is noticed at once; the prefetch (= the slots) bounds the
+            // deliveries that can arrive meanwhile.
             let ended = loop {
-                let permit = tokio::select! {
-                    biased;
-                    _ = stopped.wait_for(|s| *s) => break Ended::Stopped,
-                    p = pool.permit() => p,
-                };
                 let delivery = tokio::select! {
                     biased;
                     _ = stopped.wait_for(|s| *s) => break Ended::Stopped,
@@ -217,14 +215,24 @@ pub(super) async fn start(
                     Some(Err(e)) => break Ended::Lost(e.to_string()),
                     None => break Ended::Lost("the consumer was closed".into()),
                 };
+                // Not acknowledged if stopped first: the broker delivers it again.
+                let permit = tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|s| *s) => break Ended::Stopped,
+                    p = pool.permit() => p,
+                };
                 let ctx = restore.amqp(&delivery);
                 let env = env.clone();
                 pool.spawn(permit, async move {
                     ctx.scope(ship(&env, &delivery.data)).await;
                     // On a broken channel the ack fails and the broker delivers the
                     // job again; the ledger keeps it from shipping twice.
-                    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
-                        tracing::debug!(error = %e, "job acknowledgement failed");
+                    match tokio::time::timeout(NETWORK, delivery.ack(BasicAckOptions::default()))
+                        .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::debug!(error = %e, "job acknowledgement failed"),
+                        Err(_) => tracing::debug!("job acknowledgement timed out"),
                     }
                 });
             };
