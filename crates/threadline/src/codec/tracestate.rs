@@ -267,9 +267,7 @@ impl TraceState {
 
     /// [`TraceState::from_header`], also saying whether duplicates were left out;
     /// `None` for a list without members (an empty header, only commas and spaces).
-    pub(crate) fn from_header_checked(
-        value: &HeaderValue,
-    ) -> Result<Option<(Self, bool)>, Error> {
+    pub(crate) fn from_header_checked(value: &HeaderValue) -> Result<Option<(Self, bool)>, Error> {
         let c = check(value.as_bytes())?;
         if c.members == 0 {
             return Ok(None);
