@@ -14,8 +14,10 @@ use serde_json::Value;
 const README_DEPS: &str = include_str!(concat!(env!("OUT_DIR"), "/readme_deps.toml"));
 const MANIFEST: &str = include_str!("../Cargo.toml");
 
-/// A dependency as the README states it: version, features, default features.
-fn spec(v: &toml::Value) -> (String, Vec<String>, bool) {
+/// A dependency as the README states it: version, features (sorted), default features.
+type Spec = (String, Vec<String>, bool);
+
+fn spec(v: &toml::Value) -> Spec {
     match v {
         toml::Value::String(version) => (version.clone(), Vec::new(), true),
         toml::Value::Table(t) => {
@@ -40,7 +42,7 @@ fn spec(v: &toml::Value) -> (String, Vec<String>, bool) {
     }
 }
 
-fn dependencies(toml_text: &str) -> Vec<(String, (String, Vec<String>, bool))> {
+fn dependencies(toml_text: &str) -> Vec<(String, Spec)> {
     let doc: toml::Table = toml_text.parse().expect("valid TOML");
     let deps = doc["dependencies"]
         .as_table()

@@ -60,7 +60,7 @@
 //! | on the way out (context → carrier) | [`inject_current`], [`inject`] (`Outgoing`) |
 //! | consumers of messages, jobs, tasks | [`Restorer`], [`RestoreStats`], [`restore`] (`Message`) |
 //! | carriers | [`Extractor`], [`Injector`], [`MessageHeaders`], [`CarrierKind`], [`CarrierValue`], [`carrier`], [`json`] |
-//! | wire formats | [`codec`] (traceparent, tracestate, baggage, B3, correlation ids), [`format`] (pluggable formats) |
+//! | wire formats | [`codec`] (traceparent, tracestate, baggage, B3, correlation ids), [`format`](mod@format) (pluggable formats) |
 //!
 //! # Features
 //!
@@ -68,7 +68,7 @@
 //! |---|---|---|
 //! | `serde` | yes | [`Policy::from_toml`] and `serde` for [`PolicyConfig`] |
 //! | `json` | yes | [`json::JsonCarrier`], [`json::Envelope`]: context under one key of a JSON payload |
-//! | `opentelemetry` | no | [`format`]`::OtelFormat`: any OpenTelemetry `TextMapPropagator` as a Threadline format |
+//! | `opentelemetry` | no | [`format`](mod@format)`::OtelFormat`: any OpenTelemetry `TextMapPropagator` as a Threadline format |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
