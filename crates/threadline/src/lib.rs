@@ -53,7 +53,7 @@
 //!
 //! | what | items |
 //! |---|---|
-//! | the policy: which headers, how checked, what is trusted | [`Policy`], [`PolicyBuilder`], [`HeaderRule`], [`Validator`], [`DefaultValue`], [`Limits`], [`B3Emit`], [`UntrustedBaggage`], [`Trust`], [`PolicyError`]; from files: [`PolicyConfig`], [`ConfigError`]; names: [`CREDENTIALS`], [`HOP_BY_HOP`], [`names`] |
+//! | the policy: which headers, how checked, what is trusted | [`Policy`], [`PolicyBuilder`], [`HeaderRule`], [`Validator`], [`DefaultValue`], [`Limits`], [`B3Emit`], [`UntrustedBaggage`], [`Trust`], [`PolicyError`]; from files: [`PolicyConfig`], [`FormatName`] (a `[trace]` format), [`ConfigError`]; names: [`CREDENTIALS`], [`HOP_BY_HOP`], [`names`] |
 //! | capture (carrier → context) and what it dropped | [`Captured`], [`Report`], [`Rejection`], [`Reason`] |
 //! | the context | [`Context`], [`TraceContext`], [`IdOrigin`], [`FieldValue`], [`InvalidFieldName`], [`InvalidHeader`], [`MAX_FIELD_BYTES`], [`MAX_FIELD_NAME_BYTES`] |
 //! | the scope and hand-over to tasks | [`bind`], [`try_bind`], [`set_header`], [`try_set_header`], [`BindError`], [`spawn`], [`spawn_blocking`], [`InCurrentContext`], [`Scoped`], [`NoContext`] |
