@@ -176,7 +176,8 @@ fn the_quick_start_run_twice_shares_one_id_through_http_and_nats() {
     assert!(status.contains(" 200 "), "{status}");
     // The message goes to one of the two consumers (a queue group).
     let until = Instant::now() + Duration::from_secs(30);
-    while !(a.lines().iter().chain(&b.lines())).any(|l| l.contains("order shipped")) {
+    let shipped = |l: &String| l.contains("order shipped") && l.contains(id.as_str());
+    while !(a.lines().iter().chain(&b.lines())).any(shipped) {
         assert!(
             Instant::now() < until,
             "no consumer line: {:?} {:?}",
@@ -197,7 +198,9 @@ fn the_quick_start_run_twice_shares_one_id_through_http_and_nats() {
     let shipped = |lines: &[Value]| {
         lines
             .iter()
-            .find(|l| l["fields"]["message"] == "order shipped")
+            .find(|l| {
+                l["fields"]["message"] == "order shipped" && l["correlation_id"] == id.as_str()
+            })
             .cloned()
     };
     let consumer = shipped(&a)
