@@ -89,9 +89,9 @@ use crate::scope::Scoped;
     message = "threadline cannot read the context of a `{Self}`",
     label = "not a message type any linked threadline adapter knows",
     note = "a broker's messages are known through its adapter crate (threadline-nats, \
-            threadline-amqp, threadline-redis, threadline-apalis): add it to Cargo.toml, \
-            and if your code never names it, link it with `use threadline_nats as _;` \
-            (or the adapter you use)"
+            threadline-amqp, threadline-redis, threadline-apalis, threadline-mqtt): add it \
+            to Cargo.toml, and if your code never names it, link it with \
+            `use threadline_nats as _;` (or the adapter you use)"
 )]
 pub trait Message<A> {
     /// The carrier the headers are read through.
