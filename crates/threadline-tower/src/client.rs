@@ -238,8 +238,9 @@ impl Notes {
         tracing::warn!(
             destination = host,
             "threadline: no propagation target allows {host}: calls to it carry {sent}; \
-             add `Target::host(\"{host}\")` (or a pattern) to the Targets if it is one of \
-             your services"
+             if it is one of your services, add `Target::host(\"{host}\")` (or a pattern) \
+             to the Targets, or start from `Targets::internal()` (loopback, cluster names, \
+             private IPs)"
         );
     }
 }

@@ -2,7 +2,13 @@
 //! forward it on the way out.
 //!
 //! One line on the server ([`ThreadlineLayer`]) and one on each client
-//! ([`PropagateLayer`], or [`PropagateMiddleware`] for `reqwest-middleware`).
+//! ([`PropagateLayer`], or [`PropagateMiddleware`] for `reqwest-middleware`). The
+//! common types in one import: `use threadline_tower::prelude::*;` ([`prelude`]).
+//!
+//! Local defaults in one line each: [`TrustPolicy::private_networks`] (trust callers on
+//! loopback and private networks; [`TrustPolicy::loopback`] for this machine only) and
+//! [`Targets::internal`] (propagate to loopback, cluster and compose names and private
+//! IPs; [`Targets::local`] for loopback only).
 //!
 //! # Server: axum
 //!
@@ -63,6 +69,13 @@
 //! # }
 //! ```
 //!
+//! The layer goes directly around the client, with nothing between your code and it
+//! that hands the request to another task (`tower::buffer`): see
+//! [where the layer goes](client#where-the-layer-goes). To keep the stack in axum
+//! state, its type is `Propagate<Client<HttpConnector, B>>`
+//! (hyper-util's `client::legacy::Client` and `connect::HttpConnector`, `B` the
+//! request body, `String` say), or [`Propagate`] around your own stack's type.
+//!
 //! # HTTP-pushed tasks (Cloud Tasks, Pub/Sub push, a queue of your own)
 //!
 //! A push queue calls your endpoint later with the headers you gave it when you created
@@ -113,16 +126,17 @@
 //! `tests/http_push.rs` runs the whole path on 127.0.0.1: an axum handler enqueues, a
 //! dispatcher posts through a hyper-util client, the endpoint checks what it sees.
 //!
-//! # What goes where
+//! # What goes where: every public item at a glance
 //!
-//! | piece | file |
+//! | piece | module |
 //! |---|---|
-//! | [`ThreadlineLayer`]: capture, scope, echo, optional request span | `server.rs` |
-//! | [`TrustPolicy`]: peer IP in CIDR list, shared secret, always, never, closure | `trust.rs` |
-//! | [`RequireCorrelationIdLayer`]: opt-in 400 without a valid correlation id | `require.rs` |
-//! | [`PropagateLayer`]: inject on outgoing requests | `client.rs` |
-//! | [`Targets`], [`Target`], [`Grant`]: which destination receives what | `targets.rs` |
-//! | [`PropagateMiddleware`]: the same for `reqwest-middleware` | `reqwest.rs` |
+//! | [`ThreadlineLayer`] and its service [`Threadline`] (future [`ResponseFuture`]): capture, scope, echo, optional request span; what it warns about | [`server`] |
+//! | [`TrustPolicy`]: peer IP in CIDR list ([`IpNet`], [`InvalidIpNet`]), private networks, shared secret, always, never, closure; [`InvalidTrustPolicy`]; the peer address: [`PeerAddr`], [`peer_ip`] | [`trust`] |
+//! | [`RequireCorrelationIdLayer`], [`RequireCorrelationId`], [`RequireBody`]: opt-in 400 without a valid correlation id | [`require`] |
+//! | [`PropagateLayer`] and its service [`Propagate`]: inject on outgoing requests; where the layer goes; [`MAX_WARNED_HOSTS`] | [`client`] |
+//! | [`Targets`], [`Target`], [`Grant`]: which destination receives what | [`targets`] |
+//! | [`PropagateMiddleware`]: the same for `reqwest-middleware` (feature `reqwest`) | `reqwest` |
+//! | the common types in one import | [`prelude`] |
 //!
 //! # Features
 //!
@@ -139,6 +153,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
+pub mod prelude;
 pub mod require;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;

@@ -104,21 +104,34 @@
 //!
 //! With tonic: `tonic::transport::Server::builder().layer(ThreadlineLayer::new(policy))`
 //! (the peer address comes from tonic's `TcpConnectInfo` with the `tonic` feature).
+//!
+//! # When the trust policy cannot see the peer
+//!
+//! A [`TrustPolicy`] that reads the peer address ([`TrustPolicy::peer_in`],
+//! [`TrustPolicy::private_networks`]) trusts nobody on a server that does not hand
+//! the layer the address: axum served without
+//! `into_make_service_with_connect_info::<SocketAddr>()` (or without this crate's
+//! `axum` feature), hyper without a [`PeerAddr`](crate::PeerAddr) per connection.
+//! The layer says so once, at warn level, at the first such request, naming the fix
+//! and the `trusted_only` headers that request lost ("because the caller's peer
+//! address is unknown", which is not the same as a caller that is known and not
+//! trusted: that one is normal at an edge and only logged at debug level).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskCx, Poll, ready};
 use std::time::Instant;
 
 use http::{HeaderName, Request, Response};
 use pin_project_lite::pin_project;
-use threadline::{Context, Policy, Report, Scoped, Trust};
+use threadline::{Context, Policy, Reason, Report, Scoped, Trust};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::trust::TrustPolicy;
+use crate::trust::{Decision, TrustPolicy};
 
 type ReportHook = dyn Fn(&Report, Trust) + Send + Sync;
 
@@ -128,6 +141,8 @@ struct Config {
     echo: Option<HeaderName>,
     span: bool,
     on_report: Option<Arc<ReportHook>>,
+    /// The warning about a trust policy that cannot see the peer was given.
+    peer_warned: AtomicBool,
 }
 
 /// Captures inbound context and runs the inner service inside it. See the
@@ -161,6 +176,7 @@ impl ThreadlineLayer {
                 echo,
                 span: false,
                 on_report: None,
+                peer_warned: AtomicBool::new(false),
             }),
         }
     }
@@ -176,6 +192,7 @@ impl ThreadlineLayer {
                     echo: c.echo.clone(),
                     span: c.span,
                     on_report: c.on_report.clone(),
+                    peer_warned: AtomicBool::new(false),
                 };
                 f(&mut copy);
                 self.config = Arc::new(copy);
@@ -264,16 +281,71 @@ impl<S> Threadline<S> {
     }
 }
 
-fn log_report(report: &Report, trust: Trust) {
+fn log_report(report: &Report, decision: Decision) {
+    let caller = match decision {
+        Decision::Trusted => "trusted",
+        Decision::NotTrusted => "not trusted",
+        Decision::PeerUnknown => "not trusted: peer address unknown",
+    };
     for r in report.iter() {
         // Name and reason only: the raw value may be hostile (log forging, size).
         tracing::debug!(
             target: "threadline_tower",
             header = %r.name,
             reason = %r.reason,
-            trusted = trust == Trust::Trusted,
+            trusted = decision == Decision::Trusted,
+            caller,
             "inbound context header dropped"
         );
+    }
+}
+
+/// The fix for a server that does not give the layer the peer address, as this build
+/// of the crate can tell it.
+const PEER_FIX: &str = if cfg!(feature = "axum") {
+    "with axum, serve the app with \
+     `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`; \
+     with hyper, insert `threadline_tower::PeerAddr` into each request's extensions \
+     per connection"
+} else {
+    "with axum, enable threadline-tower's `axum` feature and serve the app with \
+     `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`; \
+     with hyper, insert `threadline_tower::PeerAddr` into each request's extensions \
+     per connection; with tonic, enable threadline-tower's `tonic` feature"
+};
+
+impl Config {
+    /// Says once per layer that the trust policy needs the peer address and the
+    /// request has none, with the trusted-only values that cost this request.
+    fn peer_unknown(&self, report: &Report) {
+        if self.peer_warned.load(Ordering::Relaxed)
+            || self.peer_warned.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let lost: Vec<&str> = report
+            .iter()
+            .filter(|r| matches!(r.reason, Reason::Untrusted))
+            .map(|r| r.name.as_str())
+            .collect();
+        if lost.is_empty() {
+            tracing::warn!(
+                target: "threadline_tower",
+                "threadline: the trust policy reads the caller's peer address, and this \
+                 server does not provide it: every caller is untrusted, and trusted-only \
+                 headers and local fields are dropped. Fix: {PEER_FIX}"
+            );
+        } else {
+            let lost = lost.join(", ");
+            tracing::warn!(
+                target: "threadline_tower",
+                dropped = %lost,
+                "threadline: dropped {lost}, which only trusted callers may set, because \
+                 the caller's peer address is unknown (not because the peer is untrusted): \
+                 the trust policy reads the peer address, and this server does not provide \
+                 it. Fix: {PEER_FIX}"
+            );
+        }
     }
 }
 
@@ -317,14 +389,18 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let c = &*self.config;
-        let trust = c.trust.decide(&req);
+        let decision = c.trust.decide_why(&req);
+        let trust = decision.trust();
         for name in c.trust.secret_headers() {
             req.headers_mut().remove(name);
         }
         let captured = c.policy.capture(req.headers(), trust);
         let ctx = captured.context;
+        if decision == Decision::PeerUnknown {
+            c.peer_unknown(&captured.report);
+        }
         if !captured.report.is_empty() {
-            log_report(&captured.report, trust);
+            log_report(&captured.report, decision);
             if let Some(hook) = &c.on_report {
                 hook(&captured.report, trust);
             }

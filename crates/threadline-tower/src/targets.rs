@@ -8,6 +8,10 @@
 //! `proxy-authorization`, `set-cookie`) are never forwarded unless a grant names them
 //! with [`Grant::with_credentials`].
 //!
+//! Two starting points fit a developer's laptop and a cluster: [`Targets::local`]
+//! (loopback only) and [`Targets::internal`] (loopback, cluster and compose service
+//! names, private IP addresses); add your own domains with [`Targets::allow`].
+//!
 //! ```
 //! use threadline_tower::{Grant, Target, Targets};
 //!
@@ -41,12 +45,18 @@ use std::sync::Arc;
 use http::HeaderName;
 use threadline::CREDENTIALS;
 
+use crate::trust::IpNet;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum HostPattern {
     Any,
     Exact(String),
     /// `*.example.com` kept as `.example.com`.
     Suffix(String),
+    /// IP-literal hosts inside a network.
+    Net(IpNet),
+    /// Names without a dot (`orders`), not IP literals.
+    Unqualified,
 }
 
 /// A destination pattern: host (exact, `*.suffix` or `*`), optional scheme and port.
@@ -74,6 +84,36 @@ impl Target {
         };
         Target {
             host,
+            scheme: None,
+            port: None,
+        }
+    }
+
+    /// Hosts written as an IP address inside `network` (`127.0.0.0/8`, `fc00::/7`).
+    /// A name is not resolved: `localhost` is not `127.0.0.1` here.
+    ///
+    /// ```
+    /// use threadline_tower::{IpNet, Target};
+    ///
+    /// let pods = Target::network("10.0.0.0/8".parse::<IpNet>().unwrap());
+    /// assert!(pods.matches(Some("http"), Some("10.42.0.17"), Some(8080)));
+    /// assert!(!pods.matches(Some("http"), Some("11.0.0.1"), None));
+    /// assert!(!pods.matches(Some("http"), Some("orders"), None));
+    /// ```
+    pub fn network(network: IpNet) -> Self {
+        Target {
+            host: HostPattern::Net(network),
+            scheme: None,
+            port: None,
+        }
+    }
+
+    /// Host names without a dot (`orders`, `billing:8080`): a Kubernetes service in
+    /// the caller's namespace, a Docker Compose service, a name the resolver's search
+    /// domains complete. IP literals (`::1`) are not names.
+    pub fn unqualified() -> Self {
+        Target {
+            host: HostPattern::Unqualified,
             scheme: None,
             port: None,
         }
@@ -122,6 +162,12 @@ impl Target {
                 h.len() > s.len()
                     && h.is_char_boundary(h.len() - s.len())
                     && same_host(&h[h.len() - s.len()..], s)
+            }
+            (HostPattern::Net(net), Some(h)) => h
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| net.contains(ip)),
+            (HostPattern::Unqualified, Some(h)) => {
+                !h.is_empty() && !h.bytes().any(|b| b == b'.' || b == b':')
             }
         }
     }
@@ -268,6 +314,12 @@ fn is_credential(name: &HeaderName) -> bool {
     *name == AUTHORIZATION || *name == COOKIE || *name == SET_COOKIE || *name == PROXY_AUTHORIZATION
 }
 
+/// A network written in this file (a test checks every one parses).
+fn net_of(net: &str) -> IpNet {
+    net.parse()
+        .unwrap_or_else(|_| panic!("{net:?} is a network written in this file"))
+}
+
 fn parse_name(n: &str) -> HeaderName {
     HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes())
         .unwrap_or_else(|_| panic!("{n:?} is not a valid header name"))
@@ -312,6 +364,70 @@ impl Targets {
     /// clients that only ever talk to your own services.
     pub fn everywhere() -> Self {
         Targets::new().otherwise(Grant::all())
+    }
+
+    /// Your machine: `localhost`, `*.localhost`, IP literals in `127.0.0.0/8` and
+    /// `::1`, any scheme and port, receive every context header (credentials only if
+    /// named). Nothing else does until allowed. For a developer's laptop.
+    pub fn local() -> Self {
+        let mut t = Targets::new()
+            .allow(Target::host("localhost"))
+            .allow(Target::host("*.localhost"));
+        for net in ["127.0.0.0/8", "::1/128"] {
+            t = t.allow(Target::network(net_of(net)));
+        }
+        t
+    }
+
+    /// Your own services, on a laptop and in a cluster: everything [`Targets::local`]
+    /// allows, plus
+    ///
+    /// - names without a dot ([`Target::unqualified`]: `orders`, `billing:8080`, a
+    ///   Kubernetes service in the same namespace, a Compose service),
+    /// - `*.internal` (`host.docker.internal`, cloud-internal DNS), `*.svc` and
+    ///   `*.cluster.local` (Kubernetes: `orders.shop.svc`,
+    ///   `orders.shop.svc.cluster.local`),
+    /// - IP literals in the private ranges `10.0.0.0/8`, `172.16.0.0/12`,
+    ///   `192.168.0.0/16` and `fc00::/7`.
+    ///
+    /// Each receives every context header (credentials only if named); any other
+    /// destination (a payment provider, `api.example.com`) receives nothing until
+    /// allowed. Add your own domains, or a fallback for the rest:
+    ///
+    /// ```
+    /// use threadline_tower::{Target, Targets};
+    ///
+    /// let targets = Targets::internal()
+    ///     .allow(Target::host("*.corp.example"))
+    ///     .others_traceparent_only();
+    /// let tenant = http::HeaderName::from_static("x-tenant-id");
+    /// let sent = |url: &str| {
+    ///     let uri: http::Uri = url.parse().unwrap();
+    ///     targets.grant_for_authority(uri.scheme_str(), uri.authority().map(|a| a.as_str()))
+    ///         .allows(&tenant)
+    /// };
+    /// assert!(sent("http://127.0.0.1:3001/orders")); // laptop
+    /// assert!(sent("http://localhost:3001/orders"));
+    /// assert!(sent("http://billing:8080/invoices")); // compose / same namespace
+    /// assert!(sent("http://billing.shop.svc.cluster.local/invoices"));
+    /// assert!(sent("http://10.42.0.17:8080/")); // a pod IP
+    /// assert!(sent("https://ledger.corp.example/"));
+    /// assert!(!sent("https://api.stripe.com/v1/charges"));
+    /// assert!(!sent("http://203.0.113.9/"));
+    /// ```
+    ///
+    /// A private IP or a `.internal` name that is not one of your services (a
+    /// vendor's appliance on the VPN) gets the context too: when that matters, build
+    /// the list yourself from [`Targets::local`] and [`Targets::allow`].
+    pub fn internal() -> Self {
+        let mut t = Targets::local().allow(Target::unqualified());
+        for suffix in ["*.internal", "*.svc", "*.cluster.local"] {
+            t = t.allow(Target::host(suffix));
+        }
+        for net in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"] {
+            t = t.allow(Target::network(net_of(net)));
+        }
+        t
     }
 
     /// Destinations matching `target` receive everything (credentials only if named
@@ -514,6 +630,78 @@ mod tests {
             !Target::host("a").matches(Some("http"), None, None),
             "no host"
         );
+    }
+
+    #[test]
+    fn local_and_internal() {
+        let tenant = HeaderName::from_static("x-tenant-id");
+        let auth = http::header::AUTHORIZATION;
+        // (destination, local, internal, reason)
+        let cases: &[(&str, bool, bool, &str)] = &[
+            ("http://127.0.0.1:3001/", true, true, "loopback v4"),
+            ("http://127.0.0.53/", true, true, "all of 127/8"),
+            ("http://[::1]:3001/", true, true, "loopback v6"),
+            ("http://localhost:3001/", true, true, "localhost"),
+            ("http://LOCALHOST./", true, true, "case and final dot"),
+            ("http://api.localhost/", true, true, "*.localhost"),
+            (
+                "http://billing:8080/",
+                false,
+                true,
+                "compose or same-namespace name",
+            ),
+            ("http://orders/", false, true, "unqualified, default port"),
+            ("http://orders.shop.svc/", false, true, "kubernetes short"),
+            (
+                "http://orders.shop.svc.cluster.local:80/",
+                false,
+                true,
+                "kubernetes full",
+            ),
+            ("http://host.docker.internal/", false, true, "*.internal"),
+            ("http://10.42.0.17:8080/", false, true, "10/8"),
+            ("http://172.20.0.3/", false, true, "172.16/12"),
+            ("http://192.168.1.20/", false, true, "192.168/16"),
+            ("http://[fd00::17]/", false, true, "v6 unique local"),
+            ("https://api.stripe.com/", false, false, "a provider"),
+            ("http://203.0.113.9/", false, false, "public v4"),
+            ("http://172.32.0.1/", false, false, "past 172.16/12"),
+            (
+                "http://169.254.169.254/",
+                false,
+                false,
+                "link-local metadata",
+            ),
+            ("http://[2001:db8::1]/", false, false, "public v6"),
+            (
+                "http://localhost.example.com/",
+                false,
+                false,
+                "not *.localhost",
+            ),
+            (
+                "http://internal/",
+                false,
+                true,
+                "unqualified, though named internal",
+            ),
+            (
+                "http://evil.internal.example.com/",
+                false,
+                false,
+                "suffix in the middle",
+            ),
+        ];
+        let (local_targets, internal_targets) = (Targets::local(), Targets::internal());
+        for (url, local, internal, why) in cases {
+            let uri: http::Uri = url.parse().unwrap();
+            let authority = uri.authority().map(|a| a.as_str());
+            let l = local_targets.grant_for_authority(uri.scheme_str(), authority);
+            let i = internal_targets.grant_for_authority(uri.scheme_str(), authority);
+            assert_eq!(l.allows(&tenant), *local, "local: {why} ({url})");
+            assert_eq!(i.allows(&tenant), *internal, "internal: {why} ({url})");
+            assert!(!i.allows(&auth), "credentials never by default: {url}");
+        }
     }
 
     #[test]

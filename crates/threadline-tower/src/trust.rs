@@ -3,7 +3,22 @@
 //! A [`TrustPolicy`] looks at one inbound request and answers [`Trust::Trusted`] or
 //! [`Trust::Untrusted`]. Built-ins: [`TrustPolicy::always`], [`TrustPolicy::never`],
 //! [`TrustPolicy::peer_in`] (the peer IP in a CIDR list), [`TrustPolicy::shared_secret`]
-//! (a header holding a secret); and [`TrustPolicy::custom`] for a closure.
+//! (a header holding a secret); and [`TrustPolicy::custom`] for a closure. One-liners
+//! for the usual networks: [`TrustPolicy::loopback`] (a developer's laptop) and
+//! [`TrustPolicy::private_networks`] (loopback and the private ranges of a cluster).
+//!
+//! # The peer address must reach the layer
+//!
+//! A policy that reads the peer address ([`TrustPolicy::peer_in`] and the one-liners)
+//! trusts nobody when the server does not tell it the address. The server layer says
+//! so once, at warn level, naming the fix, and its debug line for each dropped header
+//! says "peer address unknown" rather than "untrusted". The fix, per server:
+//!
+//! | server | how the peer address reaches the layer |
+//! |---|---|
+//! | axum | threadline-tower's `axum` feature, and `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` |
+//! | hyper | insert [`PeerAddr`] (or the `SocketAddr`) into each request's extensions, per connection (see [`server`](crate::server)) |
+//! | tonic | threadline-tower's `tonic` feature (tonic's `TcpConnectInfo`) |
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -138,6 +153,24 @@ impl FromStr for IpNet {
     }
 }
 
+/// Loopback, for [`TrustPolicy::loopback`] (and the start of [`PRIVATE`]).
+const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
+
+/// For [`TrustPolicy::private_networks`].
+const PRIVATE: &[&str] = &[
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+];
+
+/// Networks written in this file (valid by construction; a test parses them all).
+fn nets(list: &[&str]) -> Arc<[IpNet]> {
+    list.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
 #[derive(Clone)]
 enum Kind {
     Always,
@@ -225,6 +258,48 @@ impl TrustPolicy {
         Ok(TrustPolicy::of(Kind::PeerIn(nets.into())))
     }
 
+    /// Callers on this machine: peer IPs in `127.0.0.0/8` and `::1` (IPv4-mapped
+    /// `::ffff:127.x.y.z` included). For a developer's laptop, where every service
+    /// and the `curl` that calls them run on loopback.
+    pub fn loopback() -> Self {
+        TrustPolicy::of(Kind::PeerIn(nets(LOOPBACK)))
+    }
+
+    /// Callers on this machine or in a private network: [`TrustPolicy::loopback`]
+    /// plus `10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16` (RFC 1918) and
+    /// `fc00::/7` (IPv6 unique local). Fits a laptop and most clusters (pod and
+    /// service networks are private ranges).
+    ///
+    /// Not link-local (`169.254.0.0/16`, `fe80::/10`) nor carrier-grade NAT
+    /// (`100.64.0.0/10`, used by some overlays): add those with
+    /// `TrustPolicy::any([TrustPolicy::private_networks(), TrustPolicy::peer_in(["100.64.0.0/10"])?])`.
+    ///
+    /// **Only where the peer is the real caller.** Behind a load balancer, an ingress
+    /// or a sidecar proxy in the same private network, every request arrives from a
+    /// private address, internet callers' included: there, trust a
+    /// [`TrustPolicy::shared_secret`] your own services send (and the edge strips), or
+    /// keep the default ([`TrustPolicy::never`]) at the edge.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use threadline::Trust;
+    /// use threadline_tower::TrustPolicy;
+    ///
+    /// let trust = TrustPolicy::private_networks();
+    /// let from = |addr: &str| {
+    ///     let mut req = http::Request::new(());
+    ///     req.extensions_mut().insert(addr.parse::<SocketAddr>().unwrap());
+    ///     trust.decide(&req)
+    /// };
+    /// assert_eq!(from("127.0.0.1:50000"), Trust::Trusted);
+    /// assert_eq!(from("10.42.0.17:50000"), Trust::Trusted); // a pod
+    /// assert_eq!(from("[fd00::5]:50000"), Trust::Trusted);
+    /// assert_eq!(from("203.0.113.9:443"), Trust::Untrusted);
+    /// ```
+    pub fn private_networks() -> Self {
+        TrustPolicy::of(Kind::PeerIn(nets(PRIVATE)))
+    }
+
     /// Callers that send `header` with exactly `secret` (compared in constant time).
     /// Put the header on internal clients; strip it at the edge. The server layer
     /// removes the header from each request once it has decided, so the handler, its
@@ -282,6 +357,30 @@ impl TrustPolicy {
         }
     }
 
+    /// Decides for one request, and says why an untrusted one is untrusted.
+    pub(crate) fn decide_why<B>(&self, req: &Request<B>) -> Decision {
+        match &self.kind {
+            Kind::PeerIn(nets) => match peer_ip(req) {
+                None => Decision::PeerUnknown,
+                Some(ip) if nets.iter().any(|n| n.contains(ip)) => Decision::Trusted,
+                Some(_) => Decision::NotTrusted,
+            },
+            Kind::Any(all) => {
+                let mut why = Decision::NotTrusted;
+                for p in all.iter() {
+                    match p.decide_why(req) {
+                        Decision::Trusted => return Decision::Trusted,
+                        Decision::PeerUnknown => why = Decision::PeerUnknown,
+                        Decision::NotTrusted => {}
+                    }
+                }
+                why
+            }
+            _ if self.is_trusted(req) => Decision::Trusted,
+            _ => Decision::NotTrusted,
+        }
+    }
+
     fn is_trusted<B>(&self, req: &Request<B>) -> bool {
         match &self.kind {
             Kind::Always => true,
@@ -298,6 +397,26 @@ impl TrustPolicy {
             }
             Kind::Custom(f) => f(req.headers(), req.extensions(), req.uri()),
             Kind::Any(all) => all.iter().any(|p| p.is_trusted(req)),
+        }
+    }
+}
+
+/// Why a request was or was not trusted, for the server layer's messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Trusted,
+    /// The policy looked and said no.
+    NotTrusted,
+    /// The policy (or one of its members) reads the peer address, and the request
+    /// carries none: nobody could have been trusted that way.
+    PeerUnknown,
+}
+
+impl Decision {
+    pub(crate) fn trust(self) -> Trust {
+        match self {
+            Decision::Trusted => Trust::Trusted,
+            Decision::NotTrusted | Decision::PeerUnknown => Trust::Untrusted,
         }
     }
 }
@@ -377,6 +496,78 @@ mod tests {
         assert!(!format!("{p:?}").contains("s3cret"), "secret never printed");
         assert!(TrustPolicy::shared_secret("bad header", "x").is_err());
         assert!(TrustPolicy::shared_secret("x-a", "").is_err());
+    }
+
+    #[test]
+    fn one_liner_networks() {
+        assert_eq!(nets(PRIVATE).len(), PRIVATE.len(), "every network parses");
+        assert_eq!(nets(LOOPBACK).len(), LOOPBACK.len());
+        // (peer, loopback, private, reason)
+        let cases: &[(&str, bool, bool, &str)] = &[
+            ("127.0.0.1:1", true, true, "loopback"),
+            ("127.8.9.10:1", true, true, "all of 127/8"),
+            ("[::1]:1", true, true, "v6 loopback"),
+            ("[::ffff:127.0.0.1]:1", true, true, "v4-mapped loopback"),
+            ("10.42.0.17:1", false, true, "10/8"),
+            ("172.16.0.1:1", false, true, "start of 172.16/12"),
+            ("172.31.255.255:1", false, true, "end of 172.16/12"),
+            ("172.32.0.1:1", false, false, "past 172.16/12"),
+            ("192.168.1.20:1", false, true, "192.168/16"),
+            ("[fd12:3456::1]:1", false, true, "v6 unique local"),
+            ("[fc00::1]:1", false, true, "fc00::/7 starts at fc00"),
+            ("[fe80::1]:1", false, false, "link-local is not private"),
+            (
+                "169.254.169.254:80",
+                false,
+                false,
+                "link-local v4 (metadata)",
+            ),
+            ("100.64.0.1:1", false, false, "carrier-grade NAT"),
+            ("8.8.8.8:53", false, false, "public"),
+            ("[2001:db8::1]:1", false, false, "public v6"),
+        ];
+        for (peer, lo, private, why) in cases {
+            let r = req_from(peer);
+            assert_eq!(
+                TrustPolicy::loopback().is_trusted(&r),
+                *lo,
+                "loopback: {why}"
+            );
+            assert_eq!(
+                TrustPolicy::private_networks().is_trusted(&r),
+                *private,
+                "private: {why}"
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_say_why() {
+        let peer = TrustPolicy::loopback();
+        let known_outside = req_from("203.0.113.9:1");
+        let unknown = Request::new(());
+        assert_eq!(peer.decide_why(&req_from("127.0.0.1:1")), Decision::Trusted);
+        assert_eq!(peer.decide_why(&known_outside), Decision::NotTrusted);
+        assert_eq!(peer.decide_why(&unknown), Decision::PeerUnknown);
+        // Policies that never read the peer never blame it.
+        assert_eq!(
+            TrustPolicy::never().decide_why(&unknown),
+            Decision::NotTrusted
+        );
+        let secret = TrustPolicy::shared_secret("x-internal", "s").unwrap();
+        assert_eq!(secret.decide_why(&unknown), Decision::NotTrusted);
+        // In `any`, another member trusting wins; else an unread peer is the reason.
+        let any = TrustPolicy::any([secret, TrustPolicy::private_networks()]);
+        assert_eq!(any.decide_why(&unknown), Decision::PeerUnknown);
+        assert_eq!(any.decide_why(&known_outside), Decision::NotTrusted);
+        let mut with_secret = Request::new(());
+        with_secret
+            .headers_mut()
+            .insert("x-internal", "s".parse().unwrap());
+        assert_eq!(any.decide_why(&with_secret), Decision::Trusted);
+        for d in [Decision::NotTrusted, Decision::PeerUnknown] {
+            assert_eq!(d.trust(), Trust::Untrusted);
+        }
     }
 
     #[test]

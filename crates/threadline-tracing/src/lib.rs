@@ -86,6 +86,19 @@
 //! Users of the `log` crate get the same fields: install `tracing_log::LogTracer` and
 //! their records become `tracing` events formatted by the same layer.
 //!
+//! # Types at a glance
+//!
+//! | what | items |
+//! |---|---|
+//! | ready-made `fmt` layers | [`layer`] (text), [`json_layer`] (JSON) |
+//! | the formatter wrapping any of tracing-subscriber's | [`ContextFormat`], [`KnownFormat`], [`Output`] |
+//! | which fields, under which names, redaction, nesting | [`ContextFields`] |
+//! | spans and events that do not repeat the context's keys | [`DedupFields`], [`DedupJsonFields`], [`DedupVisitor`], [`CONTEXT_FIELD_NAMES`] |
+//! | escaping against log forging | [`sanitize`] |
+//! | OpenTelemetry interop (feature `opentelemetry`) | `otel` |
+//! | axum path parameters as fields (feature `axum`) | `axum` |
+//! | the usual imports for a subscriber setup | [`prelude`] |
+//!
 //! # Features
 //!
 //! | feature | default | what |
@@ -112,6 +125,7 @@ mod fields;
 mod format;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+pub mod prelude;
 pub mod sanitize;
 
 pub use dedup::{CONTEXT_FIELD_NAMES, DedupFields, DedupJsonFields, DedupVisitor};

@@ -46,12 +46,29 @@
 //! assert!(outgoing.contains_key("x-correlation-id"));
 //! ```
 //!
+//! # Types at a glance
+//!
+//! The common ones in one import: `use threadline::prelude::*;` ([`prelude`]); the
+//! functions below are called by path (`threadline::bind`, `threadline::spawn`).
+//!
+//! | what | items |
+//! |---|---|
+//! | the policy: which headers, how checked, what is trusted | [`Policy`], [`PolicyBuilder`], [`HeaderRule`], [`Validator`], [`DefaultValue`], [`Limits`], [`B3Emit`], [`UntrustedBaggage`], [`Trust`], [`PolicyError`]; from files: [`PolicyConfig`], [`FormatName`] (a `[trace]` format), [`ConfigError`]; names: [`CREDENTIALS`], [`HOP_BY_HOP`], [`names`] |
+//! | capture (carrier → context) and what it dropped | [`Captured`], [`Report`], [`Rejection`], [`Reason`] |
+//! | the context | [`Context`], [`TraceContext`], [`IdOrigin`], [`FieldValue`], [`InvalidFieldName`], [`InvalidHeader`], [`MAX_FIELD_BYTES`], [`MAX_FIELD_NAME_BYTES`] |
+//! | the scope and hand-over to tasks | [`bind`], [`try_bind`], [`set_header`], [`try_set_header`], [`BindError`], [`spawn`], [`spawn_blocking`], [`InCurrentContext`], [`Scoped`], [`NoContext`] |
+//! | on the way out (context → carrier) | [`inject_current`], [`inject`] (`Outgoing`) |
+//! | consumers of messages, jobs, tasks | [`Restorer`], [`RestoreStats`], [`restore`] (`Message`) |
+//! | carriers | [`Extractor`], [`Injector`], [`MessageHeaders`], [`CarrierKind`], [`CarrierValue`], [`carrier`], [`json`] |
+//! | wire formats | [`codec`] (traceparent, tracestate, baggage, B3, correlation ids), [`format`](mod@format) (pluggable formats) |
+//!
 //! # Features
 //!
 //! | feature | default | what |
 //! |---|---|---|
 //! | `serde` | yes | [`Policy::from_toml`] and `serde` for [`PolicyConfig`] |
 //! | `json` | yes | [`json::JsonCarrier`], [`json::Envelope`]: context under one key of a JSON payload |
+//! | `opentelemetry` | no | [`format`](mod@format)`::OtelFormat`: any OpenTelemetry `TextMapPropagator` as a Threadline format |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -68,6 +85,7 @@ pub mod inject;
 pub mod json;
 pub mod names;
 mod policy;
+pub mod prelude;
 pub mod restore;
 mod scope;
 

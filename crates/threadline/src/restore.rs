@@ -85,6 +85,14 @@ use crate::scope::Scoped;
 /// client's types (`threadline_nats::Nats`, `threadline_amqp::Amqp`, …): it is what lets
 /// an adapter implement a trait of this crate for a type of another. Callers never name
 /// it; it is inferred from the message type.
+#[diagnostic::on_unimplemented(
+    message = "threadline cannot read the context of a `{Self}`",
+    label = "not a message type any linked threadline adapter knows",
+    note = "a broker's messages are known through its adapter crate (threadline-nats, \
+            threadline-amqp, threadline-redis, threadline-apalis, threadline-mqtt): add it \
+            to Cargo.toml, and if your code never names it, link it with \
+            `use threadline_nats as _;` (or the adapter you use)"
+)]
 pub trait Message<A> {
     /// The carrier the headers are read through.
     type Carrier<'a>: Extractor
