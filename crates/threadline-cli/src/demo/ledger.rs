@@ -151,6 +151,69 @@ pub struct Ledger {
     run: String,
     hasher: std::collections::hash_map::RandomState,
     inner: Mutex<Inner>,
+    log: Option<ShippedLog>,
+}
+
+/// The orders shipped from one broker queue, on disk: a job the broker delivers again
+/// after the demo or the broker restarted (an acknowledgement the broker lost when it
+/// was killed) is recognised by the next run too, and acknowledged without shipping.
+///
+/// One line per shipped job, `<run> <order id>`, appended (and written through to the
+/// file) before the job is acknowledged; at start the last [`MAX_EARLIER`] are read
+/// back and the file is rewritten with only those.
+#[derive(Debug)]
+pub struct ShippedLog {
+    path: std::path::PathBuf,
+    out: Mutex<std::fs::File>,
+}
+
+impl ShippedLog {
+    /// The log of queue `queue` (a checked name: `[A-Za-z0-9_-]`), in the system's temp
+    /// directory, with the jobs it already holds.
+    pub fn open(queue: &str) -> std::io::Result<(ShippedLog, Vec<(String, u64)>)> {
+        let dir = std::env::temp_dir().join("threadline-demo");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{queue}.shipped"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut entries: Vec<(String, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (run, id) = l.split_once(' ')?;
+                Some((run.to_owned(), id.parse().ok()?))
+            })
+            .collect();
+        if entries.len() > MAX_EARLIER {
+            entries.drain(..entries.len() - MAX_EARLIER);
+        }
+        let mut compact = String::with_capacity(entries.len() * 16);
+        for (run, id) in &entries {
+            compact.push_str(&format!("{run} {id}\n"));
+        }
+        let tmp = path.with_extension("shipped.tmp");
+        std::fs::write(&tmp, compact)?;
+        std::fs::rename(&tmp, &path)?;
+        let out = std::fs::OpenOptions::new().append(true).open(&path)?;
+        Ok((
+            ShippedLog {
+                path,
+                out: Mutex::new(out),
+            },
+            entries,
+        ))
+    }
+
+    /// Where the log is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn record(&self, run: &str, order_id: u64) {
+        use std::io::Write as _;
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = writeln!(out, "{run} {order_id}") {
+            tracing::warn!(error = %e, path = %self.path.display(), "could not record a shipped order");
+        }
+    }
 }
 
 impl std::fmt::Debug for Ledger {
@@ -177,7 +240,25 @@ impl Ledger {
                 duplicates: 0,
                 earlier_runs: 0,
             }),
+            log: None,
         }
+    }
+
+    /// A ledger that records every shipped job in `log` and knows the jobs `shipped`
+    /// (read from it) as already shipped.
+    pub fn with_log(run: impl Into<String>, log: ShippedLog, shipped: &[(String, u64)]) -> Self {
+        let mut ledger = Ledger::new(run);
+        {
+            let mut g = ledger.lock();
+            for (run, id) in shipped {
+                let k = ledger.hash(&[run.as_bytes(), &id.to_le_bytes()]);
+                if g.earlier.insert(k) {
+                    g.earlier_order.push_back(k);
+                }
+            }
+        }
+        ledger.log = Some(log);
+        ledger
     }
 
     /// This run's name (carried by every job it publishes).
@@ -288,8 +369,12 @@ impl Ledger {
         Claim::Ship
     }
 
-    /// The worker shipped order `order_id` of run `run` (after [`Ledger::claim`]).
+    /// The worker shipped order `order_id` of run `run` (after [`Ledger::claim`]): also
+    /// recorded in the queue's log, before the job is acknowledged.
     pub fn shipped(&self, run: &str, order_id: u64) {
+        if let Some(log) = &self.log {
+            log.record(run, order_id);
+        }
         let mut g = self.lock();
         if run == self.run
             && let Some(bits) = order_id
@@ -476,5 +561,27 @@ mod tests {
             matches!(l.begin_at("k", "Kettle", 1, later), Begin::New(b) if b != a),
             "a key older than the window starts a new order"
         );
+    }
+
+    #[test]
+    fn a_job_shipped_by_an_earlier_run_is_known_from_the_queues_log() {
+        let queue = format!("ledger-test-{}-{}", std::process::id(), fastrand::u32(..));
+        let (log, old) = ShippedLog::open(&queue).unwrap();
+        assert!(old.is_empty());
+        let first = Ledger::with_log("run-1", log, &old);
+        let Begin::New(id) = first.begin("k1", "Kettle", 1) else {
+            panic!("a new order")
+        };
+        assert_eq!(first.claim("run-1", id), Claim::Ship);
+        first.shipped("run-1", id);
+        drop(first);
+        // The broker lost the acknowledgement and delivers the job to the next run.
+        let (log, shipped) = ShippedLog::open(&queue).unwrap();
+        assert_eq!(shipped, vec![("run-1".to_owned(), id)]);
+        let path = log.path().to_owned();
+        let second = Ledger::with_log("run-2", log, &shipped);
+        assert_eq!(second.claim("run-1", id), Claim::Duplicate);
+        assert_eq!(second.counts().duplicates, 1);
+        std::fs::remove_file(path).unwrap();
     }
 }

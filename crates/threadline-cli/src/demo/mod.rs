@@ -411,7 +411,17 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
 
     // Every job names the run that published it.
     let run = format!("{:08x}", fastrand::u32(..));
-    let ledger = Arc::new(ledger::Ledger::new(run));
+    // A broker queue outlives the run: the orders shipped from it are kept on disk, so
+    // a job the broker delivers again after a restart is not shipped twice.
+    let ledger = match args.broker {
+        BrokerUrl::Embedded => ledger::Ledger::new(run),
+        _ => {
+            let (log, shipped) = ledger::ShippedLog::open(&args.queue)
+                .with_context(|| format!("opening the shipped-orders log of {}", args.queue))?;
+            ledger::Ledger::with_log(run, log, &shipped)
+        }
+    };
+    let ledger = Arc::new(ledger);
     let settings = broker::Settings {
         url: args.broker.clone(),
         queue: args.queue.clone(),
