@@ -82,6 +82,7 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

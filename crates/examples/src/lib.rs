@@ -16,3 +16,4 @@
 //! ```
 //!
 //! `tests/pair.rs` runs the same code in process against the local NATS.
+#![deny(unreachable_pub)]

@@ -132,6 +132,7 @@
 //! handler always runs: a message is never rejected or redelivered because of its
 //! context.
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -187,10 +187,7 @@ async fn rabbitmq_long_values_never_panic_and_travel_whole() {
     let long_id = "i".repeat(300);
     let policy = Policy::builder()
         .header("x-tenant-id")
-        .limits(threadline::Limits {
-            correlation_id_max_len: 512,
-            ..Default::default()
-        })
+        .limits(threadline::Limits::default().with_correlation_id_max_len(512))
         .build()
         .unwrap();
     let mut req = http::HeaderMap::new();

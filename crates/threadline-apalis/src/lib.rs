@@ -133,6 +133,7 @@
 //! of its context (unlike a required metadata extractor, which does). Jobs and drops
 //! are counted by [`ContextLayer::stats`].
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -8,6 +8,7 @@
 //!
 //! The binary's `inspect` subcommand lives in the binary itself.
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

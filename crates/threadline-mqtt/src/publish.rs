@@ -129,12 +129,12 @@ mod tests {
     fn context(id: &str) -> Context {
         let policy = Policy::builder()
             .header("x-tenant-id")
-            .limits(threadline::Limits {
-                correlation_id_max_len: 100_000,
-                max_value_bytes: 100_000,
-                max_total_bytes: 400_000,
-                ..Default::default()
-            })
+            .limits(
+                threadline::Limits::default()
+                    .with_correlation_id_max_len(100_000)
+                    .with_max_value_bytes(100_000)
+                    .with_max_total_bytes(400_000),
+            )
             .build()
             .unwrap();
         let mut inbound = http::HeaderMap::new();

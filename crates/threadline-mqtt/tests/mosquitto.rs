@@ -249,12 +249,12 @@ async fn mosquitto_oversized_values_never_panic() {
     let policy = Policy::builder()
         .header("x-tenant-id")
         .header("x-big")
-        .limits(Limits {
-            correlation_id_max_len: 200_000,
-            max_value_bytes: 200_000,
-            max_total_bytes: 1_000_000,
-            ..Default::default()
-        })
+        .limits(
+            Limits::default()
+                .with_correlation_id_max_len(200_000)
+                .with_max_value_bytes(200_000)
+                .with_max_total_bytes(1_000_000),
+        )
         .build()
         .unwrap();
     let long_id = "c".repeat(MAX_FIELD_BYTES + 1);

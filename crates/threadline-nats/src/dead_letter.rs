@@ -132,6 +132,7 @@ impl Message<Nats> for Undeliverable {
 
 /// The fields of a `MAX_DELIVERIES` advisory.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MaxDeliveries {
     /// The stream.
     pub stream: String,

@@ -186,6 +186,7 @@
 //! |---|---|---|
 //! | `jetstream` | yes | [`JetStreamExt`], `jetstream::Message` restored by [`threadline::Restorer`], [`dead_letter`] |
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -47,6 +47,7 @@ pub enum Redis {}
 /// assert_eq!(captured.report.len(), 1);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Entry {
     /// The entry id (`1700000000000-0`).
     pub id: String,
@@ -55,6 +56,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry with this id and these fields (in order).
+    pub fn new(id: impl Into<String>, fields: Vec<(String, Value)>) -> Self {
+        Entry {
+            id: id.into(),
+            fields,
+        }
+    }
+
     /// The first value of the field `name` (exact name).
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
@@ -111,6 +120,7 @@ impl FromRedisValue for Entry {
 
 /// The entries of one stream in an `XREAD` / `XREADGROUP` reply.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct StreamEntries {
     /// The stream's key.
     pub key: String,
@@ -121,6 +131,7 @@ pub struct StreamEntries {
 /// An `XREAD` / `XREADGROUP` reply that keeps each entry's fields as sent (see
 /// [`Entry`]); `Nil` (nothing new before the block timed out) reads as no streams.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ReadReply {
     /// One item per stream that had entries.
     pub streams: Vec<StreamEntries>,
@@ -183,17 +194,18 @@ impl FromRedisValue for ReadReply {
 /// use threadline_redis::Entry;
 ///
 /// let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
-/// let entry = Entry {
-///     id: "1-0".into(),
-///     fields: vec![
+/// let entry = Entry::new(
+///     "1-0",
+///     vec![
 ///         ("x-correlation-id".into(), bulk("order-42")),
 ///         ("payload".into(), bulk("{}")),
 ///     ],
-/// };
+/// );
 /// let ctx = Restorer::new(Policy::default()).restore(&entry.with_prefix("")).context;
 /// assert_eq!(ctx.correlation_id().unwrap().as_str(), "order-42");
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct WithPrefix<E> {
     /// The entry.
     pub entry: E,

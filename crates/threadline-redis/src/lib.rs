@@ -126,6 +126,7 @@
 //! [`threadline::Report`] and counted by [`threadline::Restorer::stats`]. The handler
 //! always runs: an entry never stays pending because of its context.
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

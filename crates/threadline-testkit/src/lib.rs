@@ -13,6 +13,7 @@
 //! assert_ne!(a, threadline_testkit::unique("orders", '.'));
 //! ```
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

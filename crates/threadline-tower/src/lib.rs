@@ -130,8 +130,8 @@
 //!
 //! | piece | module |
 //! |---|---|
-//! | [`ThreadlineLayer`] and its service [`Threadline`] (future [`ResponseFuture`]): capture, scope, echo, optional request span; what it warns about | [`server`] |
-//! | [`TrustPolicy`]: peer IP in CIDR list ([`IpNet`], [`InvalidIpNet`]), private networks, shared secret, always, never, closure; [`InvalidTrustPolicy`]; the peer address: [`PeerAddr`], [`peer_ip`] | [`trust`] |
+//! | [`ThreadlineLayer`] and its service [`Threadline`] (future [`ThreadlineResponseFuture`]): capture, scope, echo, optional request span; what it warns about | [`server`] |
+//! | [`TrustPolicy`]: peer IP in CIDR list ([`IpNet`], [`InvalidIpNet`]), private networks, shared secret, always, never, closure; [`InvalidTrustPolicy`] ([`TrustPolicyErrorKind`]); the peer address: [`PeerAddr`], [`peer_ip`] | [`trust`] |
 //! | [`RequireCorrelationIdLayer`], [`RequireCorrelationId`], [`RequireBody`]: opt-in 400 without a valid correlation id | [`require`] |
 //! | [`PropagateLayer`] and its service [`Propagate`]: inject on outgoing requests; where the layer goes; [`MAX_WARNED_HOSTS`] | [`client`] |
 //! | [`Targets`], [`Target`], [`Grant`]: which destination receives what | [`targets`] |
@@ -148,6 +148,7 @@
 //!
 //! Without features, the peer IP is read from a `SocketAddr` or [`PeerAddr`] extension.
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -165,6 +166,8 @@ pub use client::{MAX_WARNED_HOSTS, Propagate, PropagateLayer};
 pub use require::{RequireBody, RequireCorrelationId, RequireCorrelationIdLayer};
 #[cfg(feature = "reqwest")]
 pub use reqwest::PropagateMiddleware;
-pub use server::{ResponseFuture, Threadline, ThreadlineLayer};
+pub use server::{Threadline, ThreadlineLayer, ThreadlineResponseFuture};
 pub use targets::{Grant, Target, Targets};
-pub use trust::{InvalidIpNet, InvalidTrustPolicy, IpNet, PeerAddr, TrustPolicy, peer_ip};
+pub use trust::{
+    InvalidIpNet, InvalidTrustPolicy, IpNet, PeerAddr, TrustPolicy, TrustPolicyErrorKind, peer_ip,
+};

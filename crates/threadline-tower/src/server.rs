@@ -380,7 +380,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ThreadlineResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut TaskCx<'_>) -> Poll<Result<(), Self::Error>> {
@@ -419,7 +419,7 @@ where
         req.extensions_mut().insert(ctx.clone());
         // Built in one expression, so the inner future is written where it will live
         // (it can hold the whole request, and is moved once less).
-        ResponseFuture {
+        ThreadlineResponseFuture {
             inner: match &span {
                 Some(s) => s.span.in_scope(|| ctx.scope_with(|| self.inner.call(req))),
                 None => ctx.scope_with(|| self.inner.call(req)),
@@ -437,7 +437,7 @@ struct SpanState {
 
 pin_project! {
     /// The response future of [`Threadline`]: the inner future, run inside the context.
-    pub struct ResponseFuture<F> {
+    pub struct ThreadlineResponseFuture<F> {
         #[pin]
         inner: Scoped<F>,
         // The header to echo the correlation id under; the id itself is read from the
@@ -447,13 +447,14 @@ pin_project! {
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F> fmt::Debug for ThreadlineResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ThreadlineResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 
-impl<F, ResBody, E> Future for ResponseFuture<F>
+impl<F, ResBody, E> Future for ThreadlineResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResBody>, E>>,
 {

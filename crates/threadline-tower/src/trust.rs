@@ -220,13 +220,43 @@ impl Default for TrustPolicy {
     }
 }
 
-/// A trust policy that could not be built.
+/// A trust policy that could not be built: which part was wrong
+/// ([`InvalidTrustPolicy::kind`]) and a message naming it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidTrustPolicy(String);
+pub struct InvalidTrustPolicy {
+    kind: TrustPolicyErrorKind,
+    message: String,
+}
+
+/// The kinds of [`InvalidTrustPolicy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TrustPolicyErrorKind {
+    /// A network that is not an address or a CIDR block.
+    Network,
+    /// A header name that is not valid.
+    HeaderName,
+    /// A shared secret that is empty or not a header value.
+    Secret,
+}
+
+impl InvalidTrustPolicy {
+    fn new(kind: TrustPolicyErrorKind, message: impl Into<String>) -> Self {
+        InvalidTrustPolicy {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Which part of the trust policy was wrong.
+    pub fn kind(&self) -> TrustPolicyErrorKind {
+        self.kind
+    }
+}
 
 impl fmt::Display for InvalidTrustPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -254,7 +284,7 @@ impl TrustPolicy {
             .into_iter()
             .map(|s| s.as_ref().parse::<IpNet>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| InvalidTrustPolicy(e.to_string()))?;
+            .map_err(|e| InvalidTrustPolicy::new(TrustPolicyErrorKind::Network, e.to_string()))?;
         Ok(TrustPolicy::of(Kind::PeerIn(nets.into())))
     }
 
@@ -305,13 +335,20 @@ impl TrustPolicy {
     /// removes the header from each request once it has decided, so the handler, its
     /// logs and a "capture all" context never see the secret.
     pub fn shared_secret(header: &str, secret: &str) -> Result<Self, InvalidTrustPolicy> {
-        let header = HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| InvalidTrustPolicy(format!("{header:?} is not a header name")))?;
+        let header = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+            InvalidTrustPolicy::new(
+                TrustPolicyErrorKind::HeaderName,
+                format!("{header:?} is not a header name"),
+            )
+        })?;
         let secret = HeaderValue::from_str(secret)
             .ok()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
-                InvalidTrustPolicy("the shared secret must be a non-empty header value".into())
+                InvalidTrustPolicy::new(
+                    TrustPolicyErrorKind::Secret,
+                    "the shared secret must be a non-empty header value",
+                )
             })?;
         Ok(TrustPolicy::of(Kind::Secret { header, secret }))
     }

@@ -34,6 +34,7 @@ use crate::policy::{B3Emit, HeaderRule, Limits, Policy, PolicyBuilder, PolicyErr
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PolicyConfig {
     /// Correlation id settings.
     pub correlation: CorrelationConfig,
@@ -54,6 +55,7 @@ pub struct PolicyConfig {
 /// `[correlation]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CorrelationConfig {
     /// Header name (default `x-correlation-id`).
     pub header: String,
@@ -92,6 +94,7 @@ pub enum GeneratorConfig {
 /// One `[[headers]]` entry.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HeaderConfig {
     /// Inbound name.
     pub name: String,
@@ -106,6 +109,7 @@ pub struct HeaderConfig {
 /// `[capture_all]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CaptureAllConfig {
     /// Headers never captured besides the built-in hop-by-hop and credential lists.
     pub except: Vec<String>,
@@ -114,6 +118,7 @@ pub struct CaptureAllConfig {
 /// `[trace]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TraceConfig {
     /// W3C trace context (default true).
     pub w3c: bool,
@@ -191,6 +196,7 @@ impl Default for TraceConfig {
 /// `[untrusted]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct UntrustedConfig {
     /// Start a fresh trace for untrusted callers.
     pub fresh_trace: bool,
@@ -201,6 +207,7 @@ pub struct UntrustedConfig {
 /// `[fields]`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct FieldsConfig {
     /// Key prefix on message carriers (default `tl-field-`).
     pub prefix: String,
@@ -217,10 +224,36 @@ impl Default for FieldsConfig {
     }
 }
 
-/// A policy file that could not be read: bad TOML, an unknown key, or a rule broken.
+/// A policy file that could not be read: bad TOML or an unknown key
+/// ([`ConfigErrorKind::Syntax`]), or a setting the policy refuses
+/// ([`ConfigErrorKind::Policy`], with the [`PolicyError`] as its source).
 #[derive(Debug)]
 pub struct ConfigError {
+    kind: ConfigErrorKind,
     message: String,
+    policy: Option<PolicyError>,
+}
+
+/// The kinds of [`ConfigError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// Not TOML, a key that does not exist, a value of the wrong type.
+    Syntax,
+    /// A setting the policy refuses (see [`ConfigError::policy_error`]).
+    Policy,
+}
+
+impl ConfigError {
+    /// What kind of error it is.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// The policy's own error, for [`ConfigErrorKind::Policy`].
+    pub fn policy_error(&self) -> Option<&PolicyError> {
+        self.policy.as_ref()
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -229,12 +262,18 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.policy.as_ref().map(|e| e as _)
+    }
+}
 
 impl From<PolicyError> for ConfigError {
     fn from(e: PolicyError) -> Self {
         ConfigError {
+            kind: ConfigErrorKind::Policy,
             message: e.to_string(),
+            policy: Some(e),
         }
     }
 }
@@ -282,10 +321,8 @@ impl PolicyConfig {
                 rule = rule.trusted_only();
             }
             if let Some(d) = h.default {
-                let v = http::HeaderValue::from_str(&d).map_err(|_| ConfigError {
-                    message: format!("default of header {:?} is not a valid header value", h.name),
-                })?;
-                rule = rule.default_with(move || Some(v.clone()));
+                // Checked (and refused with the policy's own error) when it is built.
+                rule = rule.default_value(d);
             }
             b = b.header_rule(rule);
         }
@@ -300,7 +337,9 @@ impl Policy {
     /// Parses a policy from TOML (see [`PolicyConfig`] for the keys).
     pub fn from_toml(text: &str) -> Result<Policy, ConfigError> {
         let cfg: PolicyConfig = toml::from_str(text).map_err(|e| ConfigError {
+            kind: ConfigErrorKind::Syntax,
             message: format!("invalid threadline policy TOML: {e}"),
+            policy: None,
         })?;
         Ok(cfg.into_builder()?.build()?)
     }

@@ -53,7 +53,7 @@
 //!
 //! | what | items |
 //! |---|---|
-//! | the policy: which headers, how checked, what is trusted | [`Policy`], [`PolicyBuilder`], [`HeaderRule`], [`Validator`], [`DefaultValue`], [`Limits`], [`B3Emit`], [`UntrustedBaggage`], [`Trust`], [`PolicyError`]; from files: [`PolicyConfig`], [`FormatName`] (a `[trace]` format), [`ConfigError`]; names: [`CREDENTIALS`], [`HOP_BY_HOP`], [`names`] |
+//! | the policy: which headers, how checked, what is trusted | [`Policy`], [`PolicyBuilder`], [`HeaderRule`], [`Validator`], [`DefaultValue`], [`Limits`], [`B3Emit`], [`UntrustedBaggage`], [`Trust`], [`PolicyError`] ([`PolicyErrorKind`]); from files: [`PolicyConfig`], [`FormatName`] (a `[trace]` format), [`ConfigError`] ([`ConfigErrorKind`]); names: [`CREDENTIALS`], [`HOP_BY_HOP`], [`names`] |
 //! | capture (carrier → context) and what it dropped | [`Captured`], [`Report`], [`Rejection`], [`Reason`] |
 //! | the context | [`Context`], [`TraceContext`], [`IdOrigin`], [`FieldValue`], [`InvalidFieldName`], [`InvalidHeader`], [`MAX_FIELD_BYTES`], [`MAX_FIELD_NAME_BYTES`] |
 //! | the scope and hand-over to tasks | [`bind`], [`try_bind`], [`set_header`], [`try_set_header`], [`BindError`], [`spawn`], [`spawn_blocking`], [`InCurrentContext`], [`Scoped`], [`NoContext`] |
@@ -70,6 +70,7 @@
 //! | `json` | yes | [`json::JsonCarrier`], [`json::Envelope`]: context under one key of a JSON payload |
 //! | `opentelemetry` | no | [`format`](mod@format)`::OtelFormat`: any OpenTelemetry `TextMapPropagator` as a Threadline format |
 
+#![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -92,7 +93,7 @@ mod scope;
 pub use capture::{Captured, Reason, Rejection, Report};
 pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
 #[cfg(feature = "serde")]
-pub use config::{ConfigError, FormatName, PolicyConfig};
+pub use config::{ConfigError, ConfigErrorKind, FormatName, PolicyConfig};
 pub use context::{
     Context, FieldValue, IdOrigin, InvalidFieldName, InvalidHeader, MAX_FIELD_BYTES,
     MAX_FIELD_NAME_BYTES, TraceContext,
@@ -100,7 +101,7 @@ pub use context::{
 pub use inject::inject_current;
 pub use policy::{
     B3Emit, CREDENTIALS, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy, PolicyBuilder,
-    PolicyError, Trust, UntrustedBaggage, Validator,
+    PolicyError, PolicyErrorKind, Trust, UntrustedBaggage, Validator,
 };
 pub use restore::{Restorer, Stats as RestoreStats};
 pub use scope::{

@@ -370,12 +370,12 @@ fn limits_drop_and_count() {
         .header("x-a")
         .header("x-b")
         .header("x-c")
-        .limits(Limits {
-            max_value_bytes: 10,
-            max_headers: 2,
-            max_total_bytes: 64,
-            ..Limits::default()
-        })
+        .limits(
+            Limits::default()
+                .with_max_value_bytes(10)
+                .with_max_headers(2)
+                .with_max_total_bytes(64),
+        )
         .build();
     assert!(
         p.is_err(),
@@ -385,12 +385,12 @@ fn limits_drop_and_count() {
         .header("x-a")
         .header("x-b")
         .header("x-c")
-        .limits(Limits {
-            max_value_bytes: 10,
-            max_headers: 3,
-            max_total_bytes: 15,
-            ..Limits::default()
-        })
+        .limits(
+            Limits::default()
+                .with_max_value_bytes(10)
+                .with_max_headers(3)
+                .with_max_total_bytes(15),
+        )
         .build()
         .unwrap();
     let h = headers(&[

@@ -202,11 +202,11 @@ fn reserved_field_names_are_refused_from_every_source() {
 #[test]
 fn field_names_and_counts_have_the_limits_of_try_with_field_and_the_policy() {
     let p = Policy::builder()
-        .limits(Limits {
-            max_fields: 3,
-            max_total_bytes: 200,
-            ..Limits::default()
-        })
+        .limits(
+            Limits::default()
+                .with_max_fields(3)
+                .with_max_total_bytes(200),
+        )
         .build()
         .unwrap();
     let long = format!("tl-field-{}", "n".repeat(65));

@@ -11,7 +11,7 @@ const LOGO: &str = include_str!("assets/logo.svg");
 /// width spaces and joiners, the byte order mark, tag characters), a line or paragraph
 /// separator, or a Hangul filler. Form input with one is refused; [`esc`] shows them
 /// as `\u{…}`.
-pub fn invisible(c: char) -> bool {
+pub(super) fn invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
@@ -44,12 +44,12 @@ pub fn invisible(c: char) -> bool {
 
 /// The `Content-Security-Policy` of every page: nothing but the page itself (inline
 /// styles, the inline logo, `data:` icons); no script at all; forms post to the store.
-pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+pub(super) const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
                        form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Escapes text for HTML element content and double-quoted attribute values; control
 /// and [`invisible`] characters are shown as `\u{…}`.
-pub fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
@@ -68,7 +68,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Percent-encodes one URL path segment (everything but unreserved characters).
-pub fn path_segment(s: &str) -> String {
+pub(super) fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -81,7 +81,7 @@ pub fn path_segment(s: &str) -> String {
 }
 
 /// A whole HTML page around `body` (already escaped HTML).
-pub fn page(title: &str, body: &str) -> String {
+pub(super) fn page(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

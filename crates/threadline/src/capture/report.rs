@@ -76,11 +76,19 @@ impl fmt::Display for Reason {
 
 /// One thing dropped during capture: the header name and the reason, never the value.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejection {
     /// The header (or carrier key) concerned.
     pub name: HeaderName,
     /// Why.
     pub reason: Reason,
+}
+
+impl Rejection {
+    /// A rejection of the value under `name`.
+    pub fn new(name: HeaderName, reason: Reason) -> Self {
+        Rejection { name, reason }
+    }
 }
 
 /// What capture dropped. Empty on the happy path (and then it costs no allocation).
@@ -115,6 +123,7 @@ impl Report {
 
 /// The result of a capture: the context, and what was dropped on the way.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Captured {
     /// The captured context.
     pub context: Context,

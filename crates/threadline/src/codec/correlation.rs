@@ -8,7 +8,7 @@ use http::HeaderValue;
 use super::{Codec, Error, ErrorKind, trim_ows};
 
 /// Default longest accepted correlation id.
-pub const DEFAULT_MAX_LEN: usize = 128;
+pub(super) const DEFAULT_MAX_LEN: usize = 128;
 
 /// An opaque correlation id, validated so that it is safe in headers and logs.
 ///

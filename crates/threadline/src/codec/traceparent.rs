@@ -41,7 +41,7 @@ pub struct TraceParent {
 }
 
 /// Length of a version-00 `traceparent`.
-pub const TRACEPARENT_LEN: usize = 55;
+pub(super) const TRACEPARENT_LEN: usize = 55;
 
 const fn err(kind: ErrorKind) -> Error {
     Error::new(Codec::TraceParent, kind)

@@ -5,9 +5,9 @@ use http::HeaderValue;
 use super::{Codec, Error, ErrorKind, trim_ows};
 
 /// Most list members a valid `tracestate` may hold.
-pub const MAX_MEMBERS: usize = 32;
+pub(super) const MAX_MEMBERS: usize = 32;
 /// Entries longer than this are the first to go when a list is trimmed.
-pub const LARGE_ENTRY: usize = 128;
+pub(super) const LARGE_ENTRY: usize = 128;
 
 /// The W3C `tracestate` header, validated and kept as received.
 ///

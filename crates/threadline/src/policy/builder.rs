@@ -6,7 +6,8 @@ use http::HeaderName;
 
 use super::rules::DefaultSpec;
 use super::{
-    B3Emit, Formats, Lookup, Policy, PolicyError, PolicyInner, Rule, SlotIndex, is_hop_by_hop,
+    B3Emit, Formats, Lookup, Policy, PolicyError, PolicyErrorKind, PolicyInner, Rule, SlotIndex,
+    is_hop_by_hop,
 };
 use super::{DefaultValue, HeaderRule, Limits, UntrustedBaggage, Validator};
 use crate::codec::IdGenerator;
@@ -243,7 +244,12 @@ impl PolicyBuilder {
         let parse = |what: &str, n: &str| {
             HeaderName::from_bytes(n.as_bytes())
                 .map(names::interned)
-                .map_err(|_| PolicyError::new(format!("{what} {n:?} is not a valid header name")))
+                .map_err(|_| {
+                    PolicyError::new(
+                        PolicyErrorKind::InvalidHeaderName,
+                        format!("{what} {n:?} is not a valid header name"),
+                    )
+                })
         };
         let correlation_header = parse("correlation header", &self.correlation_header)?;
         let also_accept = self
@@ -260,9 +266,10 @@ impl PolicyBuilder {
             };
             for n in [&name, &wire] {
                 if is_hop_by_hop(n.as_str()) {
-                    return Err(PolicyError::new(format!(
-                        "{n} is a hop-by-hop header and cannot be propagated"
-                    )));
+                    return Err(PolicyError::new(
+                        PolicyErrorKind::HopByHop,
+                        format!("{n} is a hop-by-hop header and cannot be propagated"),
+                    ));
                 }
                 let format_field = self
                     .read_formats
@@ -277,13 +284,19 @@ impl PolicyBuilder {
                     || also_accept.contains(n)
                     || format_field
                 {
-                    return Err(PolicyError::new(format!(
-                        "{n} is handled by the trace/baggage/correlation settings, not as a custom header"
-                    )));
+                    return Err(PolicyError::new(
+                        PolicyErrorKind::Reserved,
+                        format!(
+                            "{n} is handled by the trace/baggage/correlation/format settings, not as a custom header"
+                        ),
+                    ));
                 }
             }
             if rules.iter().any(|x| x.name == name) {
-                return Err(PolicyError::new(format!("header {name} is listed twice")));
+                return Err(PolicyError::new(
+                    PolicyErrorKind::DuplicateRule,
+                    format!("header {name} is listed twice"),
+                ));
             }
             let default = match r.default {
                 None => None,
@@ -292,15 +305,19 @@ impl PolicyBuilder {
                     if !crate::codec::is_clean(t.as_bytes())
                         || t.len() > self.limits.max_value_bytes
                     {
-                        return Err(PolicyError::new(format!(
-                            "the default of header {name} must be visible ASCII of at most \
+                        return Err(PolicyError::new(
+                            PolicyErrorKind::InvalidDefault,
+                            format!(
+                                "the default of header {name} must be visible ASCII of at most \
                              limits.max_value_bytes bytes"
-                        )));
+                            ),
+                        ));
                     }
                     let v = http::HeaderValue::from_str(&t).map_err(|_| {
-                        PolicyError::new(format!(
-                            "the default of header {name} is not a valid header value"
-                        ))
+                        PolicyError::new(
+                            PolicyErrorKind::InvalidDefault,
+                            format!("the default of header {name} is not a valid header value"),
+                        )
                     })?;
                     Some(DefaultValue::Static(v))
                 }
@@ -314,6 +331,7 @@ impl PolicyBuilder {
         }
         if rules.len() > self.limits.max_headers || rules.len() > usize::from(u16::MAX) {
             return Err(PolicyError::new(
+                PolicyErrorKind::TooManyHeaders,
                 "more header rules than limits.max_headers",
             ));
         }
@@ -329,12 +347,16 @@ impl PolicyBuilder {
             || HeaderName::from_bytes(format!("{}x", self.field_prefix).as_bytes()).is_err()
         {
             return Err(PolicyError::new(
+                PolicyErrorKind::InvalidFieldPrefix,
                 "field prefix must be a non-empty header-name prefix",
             ));
         }
         let l = &self.limits;
         if l.max_value_bytes == 0 || l.correlation_id_max_len == 0 {
-            return Err(PolicyError::new("limits must be positive"));
+            return Err(PolicyError::new(
+                PolicyErrorKind::InvalidLimit,
+                "limits must be positive",
+            ));
         }
         let untrusted_baggage = match self.untrusted_baggage {
             Some(UntrustedBaggage::Keys(keys)) => {
@@ -342,9 +364,12 @@ impl PolicyBuilder {
                     .iter()
                     .find(|k| k.is_empty() || !k.bytes().all(crate::codec::is_tchar))
                 {
-                    return Err(PolicyError::new(format!(
-                        "untrusted baggage key {k:?} is not a baggage key (an RFC 7230 token)"
-                    )));
+                    return Err(PolicyError::new(
+                        PolicyErrorKind::InvalidBaggageKey,
+                        format!(
+                            "untrusted baggage key {k:?} is not a baggage key (an RFC 7230 token)"
+                        ),
+                    ));
                 }
                 UntrustedBaggage::Keys(keys)
             }
@@ -372,7 +397,10 @@ impl PolicyBuilder {
         };
         lookup.extend(rules.iter().map(|r| r.name.clone()));
         if lookup.len() >= usize::from(u16::MAX) {
-            return Err(PolicyError::new("too many header names to capture"));
+            return Err(PolicyError::new(
+                PolicyErrorKind::TooManyHeaders,
+                "too many header names to capture",
+            ));
         }
         let lookup = Lookup::new(lookup);
         Ok(Policy {

@@ -6,6 +6,7 @@ use crate::codec;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
 pub struct Limits {
     /// Longest accepted value of one header, in bytes (default 4096).
     pub max_value_bytes: usize,
@@ -39,5 +40,55 @@ impl Default for Limits {
             tracestate_max_bytes: 512,
             correlation_id_max_len: 128,
         }
+    }
+}
+
+impl Limits {
+    /// The same limits with `max_value_bytes` set to `n`.
+    pub fn with_max_value_bytes(mut self, n: usize) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// The same limits with `max_headers` set to `n`.
+    pub fn with_max_headers(mut self, n: usize) -> Self {
+        self.max_headers = n;
+        self
+    }
+
+    /// The same limits with `max_fields` set to `n`.
+    pub fn with_max_fields(mut self, n: usize) -> Self {
+        self.max_fields = n;
+        self
+    }
+
+    /// The same limits with `max_total_bytes` set to `n`.
+    pub fn with_max_total_bytes(mut self, n: usize) -> Self {
+        self.max_total_bytes = n;
+        self
+    }
+
+    /// The same limits with `baggage_max_members` set to `n`.
+    pub fn with_baggage_max_members(mut self, n: usize) -> Self {
+        self.baggage_max_members = n;
+        self
+    }
+
+    /// The same limits with `baggage_max_bytes` set to `n`.
+    pub fn with_baggage_max_bytes(mut self, n: usize) -> Self {
+        self.baggage_max_bytes = n;
+        self
+    }
+
+    /// The same limits with `tracestate_max_bytes` set to `n`.
+    pub fn with_tracestate_max_bytes(mut self, n: usize) -> Self {
+        self.tracestate_max_bytes = n;
+        self
+    }
+
+    /// The same limits with `correlation_id_max_len` set to `n`.
+    pub fn with_correlation_id_max_len(mut self, n: usize) -> Self {
+        self.correlation_id_max_len = n;
+        self
     }
 }

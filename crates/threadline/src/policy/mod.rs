@@ -83,17 +83,50 @@ pub enum B3Emit {
     Multi,
 }
 
-/// An error in a policy's configuration.
+/// An error in a policy's configuration: what kind of mistake ([`PolicyError::kind`]),
+/// and a message naming the header or setting concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
+    kind: PolicyErrorKind,
     message: String,
 }
 
+/// The kinds of [`PolicyError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PolicyErrorKind {
+    /// A name that is not a valid header name.
+    InvalidHeaderName,
+    /// A hop-by-hop header ([`HOP_BY_HOP`]) named for propagation.
+    HopByHop,
+    /// A header the trace, baggage, correlation or format settings handle, named as a
+    /// custom header.
+    Reserved,
+    /// The same header in two rules.
+    DuplicateRule,
+    /// More header rules or names than the limits allow.
+    TooManyHeaders,
+    /// A default value that breaks the capture rules.
+    InvalidDefault,
+    /// A field prefix that cannot start a header name.
+    InvalidFieldPrefix,
+    /// A limit that must be positive is zero.
+    InvalidLimit,
+    /// A baggage key that is not a token.
+    InvalidBaggageKey,
+}
+
 impl PolicyError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: PolicyErrorKind, message: impl Into<String>) -> Self {
         PolicyError {
+            kind,
             message: message.into(),
         }
+    }
+
+    /// What kind of mistake it is.
+    pub fn kind(&self) -> PolicyErrorKind {
+        self.kind
     }
 }
 
