@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use threadline::{Policy, PolicyConfig};
-use threadline_tower::{Grant, Target, Targets, TrustPolicy};
+use threadline_tower::{Credential, Grant, Target, Targets, TrustPolicy};
 
 use crate::error::Error;
 use crate::route::{Rule, Upstream, UpstreamProtocol};
@@ -386,15 +386,6 @@ fn ms(v: Option<u64>, default: Duration) -> Duration {
     v.map_or(default, Duration::from_millis)
 }
 
-fn check_names(names: &[String], what: &str) -> Result<(), Error> {
-    for n in names {
-        if http::HeaderName::from_bytes(n.trim().to_ascii_lowercase().as_bytes()).is_err() {
-            return Err(Error::config(format!("{what}: {n:?} is not a header name")));
-        }
-    }
-    Ok(())
-}
-
 impl ProxyFile {
     /// Parses the TOML text (unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<ProxyFile, Error> {
@@ -547,15 +538,18 @@ impl EgressFile {
             if let Some(p) = t.port {
                 target = target.port(p);
             }
-            check_names(&t.credentials, "[[egress.allow]] credentials")?;
+            let credentials = t
+                .credentials
+                .iter()
+                .map(|c| c.parse::<Credential>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::config(format!("[[egress.allow]] credentials: {e}")))?;
             let grant = match &t.headers {
-                Some(h) => {
-                    check_names(h, "[[egress.allow]] headers")?;
-                    Grant::only(h)
-                }
+                Some(h) => Grant::only(h)
+                    .map_err(|e| Error::config(format!("[[egress.allow]] headers: {e}")))?,
                 None => Grant::all(),
             }
-            .with_credentials(&t.credentials);
+            .with_credentials(credentials);
             targets = targets.grant(target, grant);
         }
         Ok(EgressConfig::new(self.listen, targets))
@@ -613,6 +607,14 @@ mod tests {
             (
                 "upstream = \"http://x\"\n[egress]\nlisten = \"127.0.0.1:0\"\n[[egress.allow]]\nhost = \"a\"\ncredentials = [\"bad name\"]",
                 "bad credential name",
+            ),
+            (
+                "upstream = \"http://x\"\n[egress]\nlisten = \"127.0.0.1:0\"\n[[egress.allow]]\nhost = \"a\"\ncredentials = [\"authorisation\"]",
+                "not a credential header",
+            ),
+            (
+                "upstream = \"http://x\"\n[egress]\nlisten = \"127.0.0.1:0\"\n[[egress.allow]]\nhost = \"a\"\nheaders = [\"x tenant\"]",
+                "bad header name",
             ),
             (
                 "upstream = \"http://x\"\n[[policy.headers]]\nname = \"connection\"",

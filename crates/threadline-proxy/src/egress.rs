@@ -133,7 +133,7 @@ async fn egress(
     }
     let grant = shared
         .targets
-        .grant_for_authority(scheme.as_deref(), Some(authority.as_str()));
+        .grant_for_authority(scheme.as_deref(), Some(&authority));
     shared.metrics.egress(if grant.is_nothing() {
         2
     } else if grant.allows(shared.policy.correlation_header()) {

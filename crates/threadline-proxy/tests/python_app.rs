@@ -215,7 +215,7 @@ async fn app_calls_through_egress_never_leak_credentials_to_foreign_hosts() {
     let targets = Targets::new()
         .grant(
             Target::host("127.0.0.1").port(internal.addr.port()),
-            Grant::all().with_credentials(["authorization"]),
+            Grant::all().with_credentials([threadline_tower::Credential::Authorization]),
         )
         .others_traceparent_only();
     let config = ProxyConfig::new(upstream(app.addr))

@@ -138,11 +138,8 @@ impl PropagateLayer {
             Destination::Fixed(g) => (g, false),
             Destination::ByUri(targets) => {
                 let grant = match uri.authority() {
-                    Some(a) => targets.grant_for_authority(uri.scheme_str(), Some(a.as_str())),
-                    None => {
-                        let authority = host_header(headers);
-                        targets.grant_for_authority(None, authority.as_ref().map(|a| a.as_str()))
-                    }
+                    Some(a) => targets.grant_for_authority(uri.scheme_str(), Some(a)),
+                    None => targets.grant_for_authority(None, host_header(headers).as_ref()),
                 };
                 let unmatched = targets.has_rules() && std::ptr::eq(grant, targets.fallback());
                 (grant, unmatched)
@@ -390,7 +387,7 @@ mod tests {
     /// shared, not copied (a `Grant::only` list was cloned, and allocated, each time).
     #[test]
     fn clones_share_the_configuration() {
-        let layer = PropagateLayer::fixed(Grant::only(["x-tenant-id"]))
+        let layer = PropagateLayer::fixed(Grant::only(["x-tenant-id"]).unwrap())
             .new_trace_outside_scope(Policy::default());
         let svc = Propagate::new((), layer.clone());
         let copy = svc.clone();
@@ -461,7 +458,7 @@ mod tests {
         let targets = Targets::new()
             .grant(
                 Target::host("auth.internal"),
-                Grant::all().with_credentials(["authorization"]),
+                Grant::all().with_credentials([crate::Credential::Authorization]),
             )
             .allow(Target::host("*.internal"))
             .others_traceparent_only();
@@ -493,7 +490,10 @@ mod tests {
     async fn grants_by_port_scheme_and_userinfo() {
         let targets = Targets::new()
             .allow(Target::host("orders.internal").scheme("https").port(8443))
-            .grant(Target::host("[::1]").port(80), Grant::only(["x-tenant-id"]))
+            .grant(
+                Target::host("[::1]").port(80),
+                Grant::only(["x-tenant-id"]).unwrap(),
+            )
             .others_traceparent_only();
         let svc = echo_headers(PropagateLayer::new(targets));
         let send = |uri: &'static str| send_in_context(svc.clone(), uri);
@@ -519,7 +519,7 @@ mod tests {
 
     #[tokio::test]
     async fn fixed_destination() {
-        let svc = echo_headers(PropagateLayer::fixed(Grant::only(["x-tenant-id"])));
+        let svc = echo_headers(PropagateLayer::fixed(Grant::only(["x-tenant-id"]).unwrap()));
         let sent = ctx()
             .scope(async { svc.oneshot(Request::new(())).await.unwrap() })
             .await;

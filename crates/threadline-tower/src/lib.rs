@@ -134,7 +134,7 @@
 //! | [`TrustPolicy`]: peer IP in CIDR list ([`IpNet`], [`InvalidIpNet`]), private networks, shared secret, always, never, closure; [`InvalidTrustPolicy`] ([`TrustPolicyErrorKind`]); the peer address: [`PeerAddr`], [`peer_ip`] | [`trust`] |
 //! | [`RequireCorrelationIdLayer`], [`RequireCorrelationId`], [`RequireBody`]: opt-in 400 without a valid correlation id | [`require`] |
 //! | [`PropagateLayer`] and its service [`Propagate`]: inject on outgoing requests; where the layer goes; [`MAX_WARNED_HOSTS`] | [`client`] |
-//! | [`Targets`], [`Target`], [`Grant`]: which destination receives what | [`targets`] |
+//! | [`Targets`], [`Target`], [`Grant`] ([`Credential`], [`InvalidGrant`]): which destination receives what | [`targets`] |
 //! | [`PropagateMiddleware`]: the same for `reqwest-middleware` (feature `reqwest`) | `reqwest` |
 //! | the common types in one import | [`prelude`] |
 //!
@@ -167,7 +167,7 @@ pub use require::{RequireBody, RequireCorrelationId, RequireCorrelationIdLayer};
 #[cfg(feature = "reqwest")]
 pub use reqwest::PropagateMiddleware;
 pub use server::{Threadline, ThreadlineLayer, ThreadlineResponseFuture};
-pub use targets::{Grant, Target, Targets};
+pub use targets::{Credential, Grant, InvalidGrant, Target, Targets};
 pub use trust::{
     InvalidIpNet, InvalidTrustPolicy, IpNet, PeerAddr, TrustPolicy, TrustPolicyErrorKind, peer_ip,
 };

@@ -107,7 +107,7 @@ impl State {
             TENANT_HEADER,
             &format!("{}user.id", policy.field_prefix()),
             &format!("{}tenant.id", policy.field_prefix()),
-        ]);
+        ])?;
         // An IP target; `Target` matches IPv6 hosts with or without brackets.
         let targets = Targets::new().grant(
             Target::host(&warehouse.ip().to_string()).port(warehouse.port()),
