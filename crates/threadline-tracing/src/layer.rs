@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use threadline::Context;
-use tracing_core::span::{Attributes, Id};
 use tracing_core::Subscriber;
+use tracing_core::span::{Attributes, Id};
 use tracing_subscriber::layer::{self, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 

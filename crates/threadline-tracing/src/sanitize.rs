@@ -78,8 +78,8 @@ pub fn clean_value(value: &str, max_bytes: usize) -> Cow<'_, str> {
         None
     };
     let kept = &value[..cut.unwrap_or(value.len())];
-    let dangerous = kept.bytes().any(|b| line_byte_is_suspect(b, false))
-        && kept.chars().any(is_dangerous);
+    let dangerous =
+        kept.bytes().any(|b| line_byte_is_suspect(b, false)) && kept.chars().any(is_dangerous);
     if cut.is_none() && !dangerous {
         return Cow::Borrowed(value);
     }
@@ -436,11 +436,19 @@ mod tests {
     fn clean_values() {
         let cases = [
             ("acme", "acme", "clean text is borrowed as is"),
-            ("say \"hi\" \\", "say \"hi\" \\", "quotes are the encoder's business"),
+            (
+                "say \"hi\" \\",
+                "say \"hi\" \\",
+                "quotes are the encoder's business",
+            ),
             ("a\nb", "a\\nb", "newline"),
             ("a\tb\r", "a\\tb\\r", "tab and CR"),
             ("x\u{1b}[2J", "x\\u{1b}[2J", "ESC"),
-            ("x\u{85}\u{2028}\u{202e}", "x\\u{85}\\u{2028}\\u{202e}", "NEL, line separator, bidi"),
+            (
+                "x\u{85}\u{2028}\u{202e}",
+                "x\\u{85}\\u{2028}\\u{202e}",
+                "NEL, line separator, bidi",
+            ),
             ("café €", "café €", "harmless non-ASCII"),
         ];
         for (input, expected, reason) in cases {
