@@ -39,31 +39,48 @@ use crate::fields::{ContextFields, ContextValue};
 /// Put the layer before (closer to the registry than) the layers that read the
 /// snapshot: layers see a span in the order they were added.
 ///
+/// Only spans created while a context is current get a snapshot: the spans of your
+/// handlers and of what they call, `#[instrument]`ed functions, message consumers'
+/// spans opened inside the restored scope. A span created before the scope is entered
+/// has none ([`ContextSnapshot::find`] then looks at its parents); threadline-tower's
+/// request span is one such span, and records the correlation, trace and span ids as
+/// fields of its own instead.
+///
 /// ```
+/// use std::sync::{Arc, Mutex};
 /// use threadline::Policy;
 /// use threadline_tracing::{ContextLayer, ContextSnapshot};
 /// use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan, Layer};
 ///
-/// /// A layer of your own: reports which request each span belonged to when it closes.
-/// struct Audit;
+/// /// A layer of your own: notes which user each span worked for when it closes.
+/// #[derive(Clone, Default)]
+/// struct Audit(Arc<Mutex<Vec<String>>>);
 /// impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Audit {
 ///     fn on_close(&self, id: tracing::span::Id, ctx: Context<'_, S>) {
 ///         let span = ctx.span(&id).unwrap();
 ///         if let Some(snapshot) = span.extensions().get::<ContextSnapshot>() {
-///             snapshot.visit(|name, value| println!("{} {name}={value}", span.name()));
+///             snapshot.visit(|name, value| {
+///                 if name == "user.id" {
+///                     self.0.lock().unwrap().push(format!("{} {value}", span.name()));
+///                 }
+///             });
 ///         }
 ///     }
 /// }
 ///
+/// let audit = Audit::default();
 /// let subscriber = tracing_subscriber::registry()
 ///     .with(ContextLayer::new())
-///     .with(Audit);
+///     .with(audit.clone());
 /// let _guard = tracing::subscriber::set_default(subscriber);
 ///
 /// Policy::default().new_root().sync_scope(|| {
-///     threadline::bind("user.id", "alice");
 ///     let _span = tracing::info_span!("checkout").entered();
-/// }); // prints `checkout correlation_id=… trace_id=… span_id=… user.id=alice`
+///     // Bound after the span was created: the snapshot is updated when the span is
+///     // left.
+///     threadline::bind("user.id", "alice");
+/// });
+/// assert_eq!(*audit.0.lock().unwrap(), ["checkout alice"]);
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct ContextLayer {
@@ -114,14 +131,14 @@ where
     /// is left inside the same hop (same correlation id, trace and span id), the
     /// snapshot becomes the current context.
     fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
-        let Some(snapshot) = extensions.get_mut::<ContextSnapshot>() else {
-            return;
-        };
+        // Outside any scope there is nothing to update (and no lock is taken).
         Context::with_current(|current| {
-            if same_hop(&snapshot.context, current) {
-                snapshot.context = current.clone();
+            let Some(span) = ctx.span(id) else { return };
+            let mut extensions = span.extensions_mut();
+            if let Some(snapshot) = extensions.get_mut::<ContextSnapshot>() {
+                if same_hop(&snapshot.context, current) {
+                    snapshot.context = current.clone();
+                }
             }
         });
     }

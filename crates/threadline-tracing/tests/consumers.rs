@@ -406,15 +406,18 @@ fn otel_processor_options() {
     assert_eq!(attributes(r, "tenant_id"), [&text("[redacted]")]);
 }
 
+/// What a layer saw in one callback, and the context fields it read there.
+type Seen = (String, BTreeMap<String, String>);
+
 /// A layer of a user's own: what it saw, per callback.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>);
+struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Recorder {
     fn push(&self, what: String, fields: BTreeMap<String, String>) {
         self.0.lock().unwrap().push((what, fields));
     }
-    fn take(&self) -> Vec<(String, BTreeMap<String, String>)> {
+    fn take(&self) -> Vec<Seen> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
 }
@@ -569,4 +572,39 @@ fn fmt_output_is_unchanged_next_to_the_new_layers() {
     assert_eq!(lines[0]["tenant_id"], "acme");
     assert_eq!(lines[0]["user.id"], "alice");
     assert_eq!(lines[0]["fields"]["message"], "line");
+}
+
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn otel_records_inside_an_opentelemetry_span_keep_the_span_ids() {
+    use opentelemetry::trace::TracerProvider as _;
+
+    let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let exporter = InMemoryLogExporter::default();
+    let provider = SdkLoggerProvider::builder()
+        .with_log_processor(ContextLogProcessor::new())
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let dispatch = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("test")))
+            .with(OpenTelemetryTracingBridge::new(&provider)),
+    );
+    let span_ids = tracing::dispatcher::with_default(&dispatch, || {
+        // Not linked: the OpenTelemetry span starts a trace of its own, so the record
+        // shows whose ids it got.
+        let span = tracing::info_span!("work");
+        let _entered = span.enter();
+        request("req-span", "acme").sync_scope(|| {
+            tracing::info!("inside");
+            threadline_tracing::otel::current_span_ids().expect("an active span")
+        })
+    });
+    let logs = exporter.get_emitted_logs().unwrap();
+    let r = &logs[0].record;
+    let trace = r.trace_context().unwrap();
+    assert_eq!(trace.trace_id.to_string(), span_ids.0.to_string());
+    assert_eq!(trace.span_id.to_string(), span_ids.1.to_string());
+    assert_ne!(trace.trace_id.to_string(), TRACE_ID);
+    assert_eq!(attributes(r, "correlation_id"), [&text("req-span")]);
 }
