@@ -87,8 +87,9 @@
 //!
 //! [`ContextFormat`] serves `tracing_subscriber::fmt`. For everything else in the
 //! stack — OpenTelemetry's log bridge, `json-subscriber`, a layer of your own — the
-//! context is read where the consumer looks for data, under the same names and with
-//! the same escaping as the formatter's:
+//! context is read where the consumer looks for data, under the names the formatter
+//! uses, values made safe by [`sanitize::clean_value`] (control characters as visible
+//! escapes, length bounded):
 //!
 //! | consumer | what it sees | with |
 //! |---|---|---|
@@ -101,8 +102,8 @@
 //! fixed at compile time, the context's are not) and no layer can add fields to an
 //! event, so consumers that only print span or event fields cannot see the context
 //! without the adapter. When an event has a field of a context field's name, the
-//! event's field wins in every adapter and the context field is left out of that
-//! record: no key twice.
+//! event's field wins in both adapters and the context field is left out of that
+//! line or record: no key twice.
 //!
 //! ```
 //! use threadline::Policy;
