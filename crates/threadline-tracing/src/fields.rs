@@ -7,7 +7,7 @@ use std::fmt;
 use threadline::Context;
 use threadline::codec::{SpanId, TraceId};
 
-use crate::sanitize::{write_json_string, write_text_value};
+use crate::sanitize::{MAX_VALUE_BYTES, clean_value, write_json_string, write_text_value};
 
 type Name = Cow<'static, str>;
 
@@ -345,6 +345,127 @@ impl ContextFields {
     pub(crate) fn json_key(&self) -> Option<&str> {
         self.json_key.as_deref()
     }
+
+    /// The key the fields are nested under in JSON output, if any
+    /// ([`ContextFields::nest_under`]).
+    pub fn nested_under(&self) -> Option<&str> {
+        self.json_key.as_deref()
+    }
+
+    /// Calls `each` with every field of `ctx` this configuration writes, in the order
+    /// the formatter writes them, under the same names (renamed, redacted, each name
+    /// once: the first wins) — for a layer of your own, or any consumer that is not
+    /// `tracing_subscriber::fmt`.
+    ///
+    /// Values are [cleaned](crate::sanitize::clean_value): control and other
+    /// [dangerous](crate::sanitize::is_dangerous) characters arrive as visible escapes,
+    /// and values are cut at [`MAX_VALUE_BYTES`](crate::sanitize::MAX_VALUE_BYTES).
+    /// The trace and span ids are the context's own; see
+    /// [`ContextFields::visit_current`] for the ids of the current OpenTelemetry span.
+    ///
+    /// ```
+    /// use threadline::Policy;
+    /// use threadline_tracing::{ContextFields, ContextValue};
+    ///
+    /// let ctx = Policy::default().new_root().with_field("user.id", "alice");
+    /// let mut seen = Vec::new();
+    /// ContextFields::new().without_trace_id().without_span_id().visit(&ctx, |name, value| {
+    ///     seen.push(format!("{name}={value}"));
+    /// });
+    /// assert_eq!(seen.len(), 2);
+    /// assert!(seen[0].starts_with("correlation_id="));
+    /// assert_eq!(seen[1], "user.id=alice");
+    /// # let _ = ContextValue::Bool(true);
+    /// ```
+    pub fn visit(&self, ctx: &Context, each: impl FnMut(&str, ContextValue<'_>)) {
+        let mut sink = VisitSink {
+            each,
+            names: Names::default(),
+        };
+        let _ = self.write(Some(ctx), None, &mut sink);
+    }
+
+    /// [`ContextFields::visit`] over the current context (the one the calling thread
+    /// runs in); does nothing outside any scope. This is what an event-time consumer
+    /// calls: `Layer::on_event` runs on the thread that emitted the event, inside its
+    /// scope, so it sees fields bound a moment before. With the `opentelemetry`
+    /// feature the trace and span ids come from the current OpenTelemetry span when
+    /// there is one, as in [`ContextFormat`](crate::ContextFormat)'s output.
+    pub fn visit_current(&self, each: impl FnMut(&str, ContextValue<'_>)) {
+        let mut sink = VisitSink {
+            each,
+            names: Names::default(),
+        };
+        #[cfg(feature = "opentelemetry")]
+        let ids = crate::otel::current_ids();
+        #[cfg(not(feature = "opentelemetry"))]
+        let ids = None;
+        Context::with_current(|ctx| {
+            let _ = self.write(Some(ctx), ids, &mut sink);
+        });
+    }
+}
+
+/// A context field's value as [`ContextFields::visit`] hands it over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContextValue<'a> {
+    /// Text: an id, a header value, a bound field ([cleaned](crate::sanitize::clean_value)).
+    Str(&'a str),
+    /// The sampled flag ([`ContextFields::with_sampled`]).
+    Bool(bool),
+}
+
+impl<'a> ContextValue<'a> {
+    /// The value as text (`"true"`/`"false"` for a flag).
+    pub fn as_str(&self) -> &'a str {
+        match *self {
+            ContextValue::Str(s) => s,
+            ContextValue::Bool(true) => "true",
+            ContextValue::Bool(false) => "false",
+        }
+    }
+}
+
+impl fmt::Display for ContextValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Hands each field to a closure, with names resolved and values cleaned.
+struct VisitSink<F> {
+    each: F,
+    names: Names,
+}
+
+impl<F: FnMut(&str, ContextValue<'_>)> VisitSink<F> {
+    fn emit(&mut self, name: OutName<'_>, value: ContextValue<'_>) {
+        if !self.names.admit(name.hash()) {
+            return;
+        }
+        let mut buf = SmallName::default();
+        let name = name.resolve(&mut buf);
+        (self.each)(&clean_value(name, MAX_VALUE_BYTES), value);
+    }
+}
+
+impl<F: FnMut(&str, ContextValue<'_>)> Sink for VisitSink<F> {
+    fn str_field(&mut self, name: OutName<'_>, value: &str) -> fmt::Result {
+        let value = clean_value(value, MAX_VALUE_BYTES);
+        self.emit(name, ContextValue::Str(&value));
+        Ok(())
+    }
+
+    fn hex_field(&mut self, name: OutName<'_>, hex: &str) -> fmt::Result {
+        self.emit(name, ContextValue::Str(hex));
+        Ok(())
+    }
+
+    fn bool_field(&mut self, name: OutName<'_>, value: bool) -> fmt::Result {
+        self.emit(name, ContextValue::Bool(value));
+        Ok(())
+    }
 }
 
 fn lower(name: Name) -> Name {
@@ -358,6 +479,25 @@ fn lower(name: Name) -> Name {
 fn as_str(hex: &[u8]) -> &str {
     // Hex digits are ASCII.
     std::str::from_utf8(hex).unwrap_or_default()
+}
+
+/// The ids of this moment: the current OpenTelemetry span's (feature
+/// `opentelemetry`), else the current context's.
+#[cfg_attr(not(feature = "opentelemetry-logs"), allow(dead_code))]
+pub(crate) fn current_ids() -> Option<Ids> {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(ids) = crate::otel::current_ids() {
+        return Some(ids);
+    }
+    Context::with_current(|ctx| {
+        ctx.trace().map(|t| Ids {
+            trace_id: t.trace_id(),
+            span_id: t.span_id(),
+            parent_id: t.parent_id(),
+            sampled: t.is_sampled(),
+        })
+    })
+    .flatten()
 }
 
 /// Trace ids to write, from the threadline context or from a tracer.

@@ -83,6 +83,68 @@
 //! bound field, not an event message — can start a second output line: see
 //! [`sanitize`].
 //!
+//! # With other layers
+//!
+//! [`ContextFormat`] serves `tracing_subscriber::fmt`. For everything else in the
+//! stack — OpenTelemetry's log bridge, `json-subscriber`, a layer of your own — the
+//! context is read where the consumer looks for data, under the names the formatter
+//! uses, values made safe by [`sanitize::clean_value`] (control characters as visible
+//! escapes, length bounded):
+//!
+//! | consumer | what it sees | with |
+//! |---|---|---|
+//! | a layer of your own, `on_event` | the current context's fields, at event time | [`ContextFields::visit_current`] |
+//! | a layer of your own, span callbacks | the context of the span (as created, plus fields bound while it was entered) | [`ContextLayer`] → [`ContextSnapshot`] in the span's extensions |
+//! | `json-subscriber` | the fields as members of each line, each key once | `json_subscriber::ContextMembers` (feature `json-subscriber`) |
+//! | `opentelemetry-appender-tracing` | the fields as log record attributes, and the trace context when no OpenTelemetry span is active | `otel_logs::ContextLogProcessor` (feature `opentelemetry-logs`) |
+//!
+//! A `tracing` span cannot carry the context as real span fields (their names are
+//! fixed at compile time, the context's are not) and no layer can add fields to an
+//! event, so consumers that only print span or event fields cannot see the context
+//! without the adapter. When an event has a field of a context field's name, the
+//! event's field wins in both adapters and the context field is left out of that
+//! line or record: no key twice.
+//!
+//! ```
+//! use threadline::Policy;
+//! use threadline_tracing::{ContextFields, ContextLayer, ContextSnapshot};
+//! use tracing_subscriber::{layer::Context, prelude::*, registry::LookupSpan, Layer};
+//! use std::sync::{Arc, Mutex};
+//!
+//! /// Some other layer: collects `name=value` pairs for each event.
+//! #[derive(Clone, Default)]
+//! struct Collect(Arc<Mutex<Vec<String>>>);
+//! impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Collect {
+//!     fn on_event(&self, _event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+//!         let mut out = self.0.lock().unwrap();
+//!         ContextFields::new().visit_current(|name, value| out.push(format!("{name}={value}")));
+//!         // The span's snapshot, for span-level data.
+//!         let span = ctx.lookup_current().unwrap();
+//!         let snapshot = ContextSnapshot::find(&span).unwrap();
+//!         out.push(format!("span correlation_id={}", snapshot.context().correlation_id().unwrap()));
+//!     }
+//! }
+//!
+//! let collect = Collect::default();
+//! let subscriber = tracing_subscriber::registry()
+//!     .with(ContextLayer::new())       // before the layers that read snapshots
+//!     .with(threadline_tracing::json_layer().with_writer(std::io::sink))
+//!     .with(collect.clone());
+//! let _guard = tracing::subscriber::set_default(subscriber);
+//!
+//! let ctx = Policy::default().new_root();
+//! ctx.clone().sync_scope(|| {
+//!     let _span = tracing::info_span!("job").entered();
+//!     threadline::bind("user.id", "alice");
+//!     tracing::info!("done");
+//! });
+//! let seen = collect.0.lock().unwrap();
+//! let id = ctx.correlation_id().unwrap();
+//! assert!(seen.contains(&format!("correlation_id={id}")));
+//! assert!(seen.contains(&"user.id=alice".to_owned()));
+//! assert!(seen.contains(&format!("span correlation_id={id}")));
+//! ```
+//!
 //! Users of the `log` crate get the same fields: install `tracing_log::LogTracer` and
 //! their records become `tracing` events formatted by the same layer.
 //!
@@ -94,8 +156,11 @@
 //! | the formatter wrapping any of tracing-subscriber's | [`ContextFormat`], [`KnownFormat`], [`Output`] |
 //! | which fields, under which names, redaction, nesting | [`ContextFields`] |
 //! | spans and events that do not repeat the context's keys | [`DedupFields`], [`DedupJsonFields`], [`DedupVisitor`], [`CONTEXT_FIELD_NAMES`] |
+//! | the context for any other layer | [`ContextLayer`], [`ContextSnapshot`], [`ContextFields::visit`], [`ContextValue`] |
 //! | escaping against log forging | [`sanitize`] |
 //! | OpenTelemetry interop (feature `opentelemetry`) | `otel` |
+//! | OpenTelemetry log records (feature `opentelemetry-logs`) | `otel_logs` |
+//! | `json-subscriber` lines (feature `json-subscriber`) | `json_subscriber` |
 //! | axum path parameters as fields (feature `axum`) | `axum` |
 //! | the usual imports for a subscriber setup | [`prelude`] |
 //!
@@ -107,6 +172,8 @@
 //! | `json` | yes | [`ContextFormat::json`] and [`json_layer`] (tracing-subscriber's JSON formatter) |
 //! | `opentelemetry` | no | ids from the current OpenTelemetry span in logs, and [`otel`] helpers that make threadline's `traceparent` and `tracing-opentelemetry`'s spans agree |
 //! | `axum` | no | [`axum::PathFieldsLayer`]: path parameters as fields, and the pattern for binding the authenticated user |
+//! | `json-subscriber` | no | [`json_subscriber::ContextMembers`]: the context fields in `json-subscriber`'s lines |
+//! | `opentelemetry-logs` | no | [`otel_logs::ContextLogProcessor`]: the context fields as OpenTelemetry log record attributes |
 //!
 //! # The request span
 //!
@@ -117,20 +184,27 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 #[cfg(feature = "axum")]
 pub mod axum;
 mod dedup;
 mod fields;
 mod format;
+#[cfg(feature = "json-subscriber")]
+pub mod json_subscriber;
+mod layer;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
+#[cfg(feature = "opentelemetry-logs")]
+pub mod otel_logs;
 pub mod prelude;
 pub mod sanitize;
 
 pub use dedup::{CONTEXT_FIELD_NAMES, DedupFields, DedupJsonFields, DedupVisitor};
-pub use fields::ContextFields;
+pub use fields::{ContextFields, ContextValue};
 pub use format::{ContextFormat, KnownFormat, Output};
+pub use layer::{ContextLayer, ContextSnapshot};
 
 use tracing_core::Subscriber;
 use tracing_subscriber::fmt::format::{DefaultFields, Format, Full};

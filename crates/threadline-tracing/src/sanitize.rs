@@ -1,6 +1,6 @@
 //! Log-forging protection: values can never start a second output line.
 //!
-//! Three tools, all allocation-free on the happy path:
+//! Four tools, all allocation-free on the happy path:
 //!
 //! - [`write_text_value`]: one value for text output, logfmt style — written as is when
 //!   it is a plain token, otherwise quoted with `\"`, `\\`, `\n`, `\r`, `\t` and
@@ -8,6 +8,12 @@
 //! - [`write_json_string`]: one value as a JSON string literal, with every control
 //!   character (and U+2028/U+2029, which some JSON consumers treat as line breaks)
 //!   escaped.
+//! - [`clean_value`]: one value handed to another layer as text (by
+//!   [`ContextFields::visit`](crate::ContextFields::visit), the
+//!   [`ContextLayer`](crate::ContextLayer)'s span data and the adapters): dangerous
+//!   characters become visible escapes and the value is cut at [`MAX_VALUE_BYTES`],
+//!   so a layer that writes it unescaped (a text exporter, a terminal) cannot be
+//!   forged either.
 //! - [`sanitize_line`]: a whole formatted line; every line break or control character
 //!   before the final newline is escaped in place. [`ContextFormat`](crate::ContextFormat)
 //!   runs it over what the wrapped formatter wrote, so an event *message* with a newline
@@ -39,7 +45,58 @@
 //! assert_eq!(line.lines().count(), 1);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt::{self, Write};
+
+/// The longest value [`clean_value`] passes on, in bytes (threadline's default limit
+/// for a captured header value). Longer values are cut at a character boundary and end
+/// with `…`.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// `value` made safe for a consumer that may write it as is: every
+/// [dangerous](is_dangerous) character replaced by a visible escape (`\n`, `\r`,
+/// `\t`, `\u{..}`), and at most `max_bytes` bytes of the original kept (cut at a
+/// character boundary, `…` appended). Quotes and backslashes are left alone: the
+/// consumer's own encoder (JSON, OTLP) deals with those. Borrows, without allocating,
+/// when nothing needs changing.
+///
+/// ```
+/// use threadline_tracing::sanitize::{clean_value, MAX_VALUE_BYTES};
+///
+/// assert_eq!(clean_value("acme", MAX_VALUE_BYTES), "acme");
+/// assert_eq!(clean_value("bob\r\nlevel=ERROR", MAX_VALUE_BYTES), r"bob\r\nlevel=ERROR");
+/// assert_eq!(clean_value("abcdef", 4), "abcd…");
+/// ```
+pub fn clean_value(value: &str, max_bytes: usize) -> Cow<'_, str> {
+    let cut = if value.len() > max_bytes {
+        let mut end = max_bytes;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(end)
+    } else {
+        None
+    };
+    let kept = &value[..cut.unwrap_or(value.len())];
+    let dangerous =
+        kept.bytes().any(|b| line_byte_is_suspect(b, false)) && kept.chars().any(is_dangerous);
+    if cut.is_none() && !dangerous {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(kept.len() + 8);
+    for c in kept.chars() {
+        if is_dangerous(c) {
+            // Writing to a String cannot fail.
+            let _ = text_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    if cut.is_some() {
+        out.push('…');
+    }
+    Cow::Owned(out)
+}
 
 /// Whether `c` could break a log line or disguise it: C0 and C1 controls, DEL, U+2028,
 /// U+2029 and the bidirectional overrides.
@@ -373,6 +430,45 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn clean_values() {
+        let cases = [
+            ("acme", "acme", "clean text is borrowed as is"),
+            (
+                "say \"hi\" \\",
+                "say \"hi\" \\",
+                "quotes are the encoder's business",
+            ),
+            ("a\nb", "a\\nb", "newline"),
+            ("a\tb\r", "a\\tb\\r", "tab and CR"),
+            ("x\u{1b}[2J", "x\\u{1b}[2J", "ESC"),
+            (
+                "x\u{85}\u{2028}\u{202e}",
+                "x\\u{85}\\u{2028}\\u{202e}",
+                "NEL, line separator, bidi",
+            ),
+            ("café €", "café €", "harmless non-ASCII"),
+        ];
+        for (input, expected, reason) in cases {
+            let out = clean_value(input, MAX_VALUE_BYTES);
+            assert_eq!(out, expected, "{reason}");
+            assert!(!out.chars().any(is_dangerous), "{reason}");
+            if input == expected {
+                assert!(matches!(out, Cow::Borrowed(_)), "{reason}");
+            }
+        }
+        assert_eq!(clean_value("abcdef", 6), "abcdef");
+        assert_eq!(clean_value("abcdef", 5), "abcde…");
+        // Cut at a character boundary, never inside one.
+        assert_eq!(clean_value("aé", 2), "a…");
+        assert_eq!(clean_value("a\nbcd", 2), "a\\n…");
+        let long = "x".repeat(MAX_VALUE_BYTES + 10);
+        assert_eq!(
+            clean_value(&long, MAX_VALUE_BYTES).len(),
+            MAX_VALUE_BYTES + '…'.len_utf8()
+        );
     }
 
     #[test]
