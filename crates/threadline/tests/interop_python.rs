@@ -148,12 +148,12 @@ fn from_json(v: &Value) -> HeaderMap {
 
 /// Ids for one row: 128-bit, or 64-bit (upper half zero) every other row.
 fn ids(i: usize) -> (TraceId, SpanId, bool) {
-    let t = if i % 2 == 0 {
+    let t = if i.is_multiple_of(2) {
         TraceId::random()
     } else {
         TraceId::from_u64_padded(SpanId::random().to_bytes()).unwrap()
     };
-    (t, SpanId::random(), i % 3 != 0)
+    (t, SpanId::random(), !i.is_multiple_of(3))
 }
 
 #[test]

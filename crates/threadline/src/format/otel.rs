@@ -337,10 +337,10 @@ impl TextMapPropagator for PolicyPropagator {
                 out.set(&HeaderName::from_static("traceparent"), &v);
             }
             let ts = sc.trace_state().header();
-            if !ts.is_empty()
-                && let Ok(v) = HeaderValue::from_str(&ts)
-            {
-                out.set(&HeaderName::from_static("tracestate"), &v);
+            if !ts.is_empty() {
+                if let Ok(v) = HeaderValue::from_str(&ts) {
+                    out.set(&HeaderName::from_static("tracestate"), &v);
+                }
             }
         }
         let write = |ctx: &crate::Context, out: &mut IntoOtel<'_>| {
@@ -362,8 +362,9 @@ impl TextMapPropagator for PolicyPropagator {
         let captured = self.policy.capture(&FromOtel(extractor), self.trust);
         let ctx = captured.context;
         let mut out = cx.clone();
-        if let Some(t) = ctx.trace()
-            && let Some(parent) = t.parent_id()
+        if let Some((t, parent)) = ctx
+            .trace()
+            .and_then(|t| t.parent_id().map(|parent| (t, parent)))
         {
             let state = t
                 .tracestate()
