@@ -300,12 +300,11 @@ fn browser_present(test: &str) -> bool {
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return true;
     }
-    if std::env::var("THREADLINE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: {CHROMIUM} and {CHROMEDRIVER} are required (run scripts/browser.sh)");
-    }
-    eprintln!(
-        "\n*** SKIP {test}: headless Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}); \
-         run scripts/browser.sh, or set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
+    threadline_testkit::unavailable(
+        test,
+        "headless Chromium",
+        &format!("{CHROMIUM}, {CHROMEDRIVER}"),
+        "not installed; run scripts/browser.sh",
     );
     false
 }

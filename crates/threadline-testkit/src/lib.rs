@@ -1,14 +1,22 @@
 //! Test support shared by the workspace's integration tests (not published).
 //!
 //! The rule for tests that need a local service (PostgreSQL, Redis, RabbitMQ, NATS,
-//! Chromium): when the service is unreachable the test prints a loud `SKIP` line and
-//! returns — unless `THREADLINE_REQUIRE_SERVICES=1` (CI sets it), then it fails.
+//! Chromium, Python): when the service is unreachable the test prints a loud `SKIP`
+//! line, records the skip for `./scripts/test`'s closing count, and returns — unless
+//! `THREADLINE_REQUIRE_SERVICES=1` (CI sets it), then it fails.
 //!
 //! ```
-//! // A test that could not reach its service:
-//! if !threadline_testkit::services_required() {
-//!     threadline_testkit::unavailable("my_test", "NATS", "127.0.0.1:4222", "connection refused");
+//! // How a test that could not reach its service gives up:
+//! fn connect_or_skip() -> Option<std::net::TcpStream> {
+//!     match std::net::TcpStream::connect("127.0.0.1:4222") {
+//!         Ok(s) => Some(s),
+//!         Err(e) => {
+//!             threadline_testkit::unavailable("my_test", "NATS", "127.0.0.1:4222", &e.to_string());
+//!             None
+//!         }
+//!     }
 //! }
+//! # let _ = connect_or_skip;
 //! let a = threadline_testkit::unique("orders", '.');
 //! assert_ne!(a, threadline_testkit::unique("orders", '.'));
 //! ```
@@ -28,7 +36,10 @@ pub fn services_required() -> bool {
 }
 
 /// Reacts to an unreachable service: fails the test when services are required,
-/// otherwise prints a loud SKIP line (the caller then returns).
+/// otherwise prints a loud SKIP line (the caller then returns) and records the skip
+/// in the file named by `THREADLINE_SKIP_LOG`, when set: `./scripts/test` sets it and
+/// ends with the count and the list, so a test that returned early is never counted
+/// as passed without a word.
 ///
 /// # Panics
 ///
@@ -41,6 +52,36 @@ pub fn unavailable(test: &str, service: &str, addr: &str, why: &str) {
         "\n*** SKIP {test}: {service} is not reachable on {addr} ({why}); \
          set THREADLINE_REQUIRE_SERVICES=1 to fail instead ***\n"
     );
+    record_skip(test, service, addr, why);
+}
+
+/// Appends one line (`test<TAB>service<TAB>addr<TAB>why`, control characters
+/// replaced) to `THREADLINE_SKIP_LOG`. Tests run in parallel threads and processes;
+/// each line is one `write` of an append-mode file, so lines do not interleave.
+fn record_skip(test: &str, service: &str, addr: &str, why: &str) {
+    if let Some(path) = std::env::var_os("THREADLINE_SKIP_LOG") {
+        record_skip_to(std::path::Path::new(&path), test, service, addr, why);
+    }
+}
+
+fn record_skip_to(path: &std::path::Path, test: &str, service: &str, addr: &str, why: &str) {
+    use std::io::Write;
+    let clean = |s: &str| s.replace(|c: char| c.is_control(), " ");
+    let line = format!(
+        "{}\t{}\t{}\t{}\n",
+        clean(test),
+        clean(service),
+        clean(addr),
+        clean(why)
+    );
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("*** could not record the skip of {test} in {path:?}: {e} ***");
+    }
 }
 
 /// A name no other test run uses: `prefix`, the process id, the time and a counter,
@@ -161,4 +202,40 @@ pub async fn holds_message_context(
         tokio::task::yield_now().await;
     }
     ok
+}
+
+#[cfg(test)]
+mod skip_tests {
+    #[test]
+    fn skips_are_recorded_one_line_each_with_control_characters_replaced() {
+        let path = std::env::temp_dir().join(super::unique("threadline-skip-test", '-'));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for j in 0..50 {
+                        super::record_skip_to(
+                            &path,
+                            &format!("t{i}_{j}"),
+                            "NATS",
+                            "127.0.0.1:4222",
+                            "refused\nforged line",
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 400);
+        for l in lines {
+            let cols: Vec<&str> = l.split('\t').collect();
+            assert_eq!(cols.len(), 4, "{l:?}");
+            assert_eq!(cols[1..], ["NATS", "127.0.0.1:4222", "refused forged line"]);
+        }
+    }
 }

@@ -60,6 +60,33 @@ impl<'a> CarrierValue<'a> {
 }
 
 /// Reads context from a carrier. Names are matched case-insensitively.
+///
+/// `Extractor` is not object-safe, on purpose: [`Extractor::get_all`] and
+/// [`Extractor::keys`] return `impl Iterator`s that borrow the carrier, which is what
+/// keeps capture free of allocations and dynamic calls. Where a `dyn` carrier is
+/// needed (a list of carriers of different types, a plugin boundary), use
+/// [`format::ReadCarrier`](crate::format::ReadCarrier): every `Extractor` is one, it
+/// is object-safe, and values read through it are still borrowed, not copied.
+///
+/// ```
+/// use threadline::format::{Found, ReadCarrier};
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("x-tenant-id", "acme".parse().unwrap());
+/// let mut map = std::collections::HashMap::new();
+/// map.insert("X-Tenant-Id".to_owned(), "globex".to_owned());
+///
+/// let carriers: [&dyn ReadCarrier; 2] = [&headers, &map];
+/// let tenant = http::HeaderName::from_static("x-tenant-id");
+/// let found: Vec<String> = carriers
+///     .iter()
+///     .filter_map(|c| match c.get(&tenant) {
+///         Found::One(v) => v.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()),
+///         _ => None,
+///     })
+///     .collect();
+/// assert_eq!(found, ["acme", "globex"]);
+/// ```
 pub trait Extractor {
     /// What kind of hop this carrier stands for.
     fn kind(&self) -> CarrierKind;

@@ -96,24 +96,76 @@ pub(crate) fn is_reserved(name: &HeaderName) -> bool {
     .contains(&name)
 }
 
+/// At most this many distinct names are interned (`interned`), ...
+pub(crate) const MAX_INTERNED_NAMES: usize = 512;
+/// ... holding at most this many bytes in all.
+pub(crate) const MAX_INTERNED_BYTES: usize = 16 * 1024;
+
+struct Interned {
+    names: HashSet<&'static str>,
+    bytes: usize,
+}
+
+fn interned_set() -> std::sync::MutexGuard<'static, Interned> {
+    static NAMES: OnceLock<Mutex<Interned>> = OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            Mutex::new(Interned {
+                names: HashSet::new(),
+                bytes: 0,
+            })
+        })
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The same name backed by process-lifetime storage, so that cloning it (every inject
 /// puts a clone into the outgoing map) copies two words instead of touching a shared
 /// reference count. Each distinct configured name is stored once for the life of the
-/// process: the set is bounded by the names written into policies, never by traffic.
+/// process, and the store is bounded ([`MAX_INTERNED_NAMES`] names,
+/// [`MAX_INTERNED_BYTES`] bytes): a process that keeps building policies from
+/// changing configuration gets, past the bound, names that are not interned (the same
+/// name, reference-counted: correct, a few nanoseconds slower to clone), never a store
+/// that grows without end. Traffic never adds names; only policy building does.
 pub(crate) fn interned(name: HeaderName) -> HeaderName {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let text: &'static str = match set.get(name.as_str()) {
+    let mut set = interned_set();
+    let text: &'static str = match set.names.get(name.as_str()) {
         Some(t) => t,
         None => {
+            let len = name.as_str().len();
+            if set.names.len() >= MAX_INTERNED_NAMES || set.bytes + len > MAX_INTERNED_BYTES {
+                return name;
+            }
             let t: &'static str = Box::leak(name.as_str().to_owned().into_boxed_str());
-            set.insert(t);
+            set.names.insert(t);
+            set.bytes += len;
             t
         }
     };
     // A parsed name is lowercase and valid, which is all `from_static` asks for.
     HeaderName::from_static(text)
+}
+
+#[cfg(test)]
+mod interner_tests {
+    use super::*;
+
+    #[test]
+    fn the_interner_is_bounded_and_names_stay_equal() {
+        let first = interned(HeaderName::from_static("x-interner-test-first"));
+        for i in 0..(MAX_INTERNED_NAMES * 3) {
+            let name = HeaderName::from_bytes(format!("x-interner-test-{i}").as_bytes()).unwrap();
+            let got = interned(name.clone());
+            assert_eq!(got, name);
+        }
+        let set = interned_set();
+        assert!(set.names.len() <= MAX_INTERNED_NAMES, "{}", set.names.len());
+        assert!(set.bytes <= MAX_INTERNED_BYTES);
+        drop(set);
+        // A name interned before the bound was reached is still found, not stored again.
+        let again = interned(HeaderName::from_static("x-interner-test-first"));
+        assert_eq!(again, first);
+        let huge = HeaderName::from_bytes("x".repeat(MAX_INTERNED_BYTES + 1).as_bytes()).unwrap();
+        assert_eq!(interned(huge.clone()), huge);
+    }
 }

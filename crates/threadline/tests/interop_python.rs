@@ -198,7 +198,12 @@ fn interop_with_python_propagators_needs_python_and_pypi() {
         .filter_map(Value::as_str)
         .collect();
     for s in &skipped {
-        eprintln!("\n*** SKIP part of {TEST}: no Python peer for {s} (not installed) ***\n");
+        threadline_testkit::unavailable(
+            &format!("{TEST} ({s})"),
+            "a Python propagator",
+            s,
+            "not installed in the virtualenv",
+        );
     }
 
     let mut checked = 0;

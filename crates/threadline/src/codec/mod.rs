@@ -10,6 +10,23 @@
 //! Decoders take raw bytes (header values are bytes on the wire), never panic and
 //! answer a typed [`Error`] whose [`ErrorKind`] names the rule the value broke.
 //! Encoders write into fixed-size buffers or borrow: none of the hot paths allocate.
+//!
+//! ## What is public here, and why
+//!
+//! The codecs are public on purpose and follow the crate's semver: a user writing a
+//! [`Format`](crate::format::Format) of their own, checking ids in a test, or
+//! decoding a header outside any policy (a log pipeline, an `inspect`-like tool)
+//! needs the same strict parsers the policy uses, not a second, laxer copy. Public:
+//! the format types and their `decode`/`encode`, the id types ([`TraceId`],
+//! [`SpanId`], [`TraceFlags`]), the stack buffers encoders write into
+//! ([`TraceParentBuf`], [`B3SingleBuf`]), the error types ([`Error`], [`ErrorKind`],
+//! [`Codec`]), the W3C baggage minimums a policy may not go below
+//! ([`BAGGAGE_MIN_MEMBERS`], [`BAGGAGE_MIN_BYTES`]), the percent-encoding pair of the
+//! baggage spec ([`percent_decode`], [`encode_baggage_value`]) and [`is_invisible`],
+//! the character class every decoder refuses in values that reach logs. Everything
+//! else (hex tables, byte classes, the strict percent decoder capture uses) is private
+//! and may change in any release. [`ErrorKind`] and [`Codec`] are `#[non_exhaustive]`:
+//! new rules and formats are added without a major release.
 
 mod b3;
 mod baggage;
