@@ -598,6 +598,11 @@ impl Names {
         self.admit(hash);
     }
 
+    /// Records a plain name (an event field's).
+    pub(crate) fn add_name(&mut self, name: &str) {
+        self.admit(fnv(name.bytes()));
+    }
+
     /// Whether `name` is recorded.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.0.contains(&fnv(name.bytes()))

@@ -102,7 +102,10 @@ impl<T: Clone> KnownFormat for Format<tracing_subscriber::fmt::format::Json, T> 
 /// same name —, then baggage and local fields), and in JSON a context field is left
 /// out when the wrapped formatter already wrote a member of that name (`level`,
 /// `timestamp`, `target`, or an event field flattened to the top level: name those
-/// differently, `upstream_trace_id`). Names log formats own cannot be local fields at
+/// differently, `upstream_trace_id`). In text, an event field of the same name as a
+/// context field wins the same way (`info!(tenant_id = "x", …)` prints `tenant_id=x`
+/// once), except for the three ids, which are always the context's: [`DedupFields`]
+/// (which [`layer`](crate::layer) uses) leaves the event's out. Names log formats own cannot be local fields at
 /// all ([`threadline::names::RESERVED_FIELDS`]).
 ///
 /// # Log forging
@@ -225,7 +228,7 @@ impl<F> ContextFormat<F> {
 
     /// Appends the context fields to `line` (the wrapped formatter's output) and makes
     /// the line safe.
-    fn finish_line(&self, line: &mut String, ansi: bool) -> fmt::Result {
+    fn finish_line(&self, line: &mut String, ansi: bool, event: &Event<'_>) -> fmt::Result {
         let ids = self.ids();
         let ended = line.ends_with('\n');
         match self.output {
@@ -241,12 +244,21 @@ impl<F> ContextFormat<F> {
                 } else {
                     " "
                 };
+                // The event's own fields are on the line already: a context field of
+                // the same name is left out (the ids excepted: `DedupFields` takes
+                // those out of the event, and the context's are written).
+                let mut names = Names::default();
+                for f in event.fields() {
+                    if !crate::dedup::CONTEXT_FIELD_NAMES.contains(&f.name()) {
+                        names.add_name(f.name());
+                    }
+                }
                 let mut sink = TextSink {
                     out: line,
                     ansi,
                     sep,
                     written: 0,
-                    names: Names::default(),
+                    names,
                 };
                 with_context(|ctx| self.fields.write(ctx, ids, &mut sink))?;
                 if ended {
@@ -413,7 +425,7 @@ where
         let mut render = |line: &mut String| {
             line.clear();
             inner.format_event(ctx, Writer::new(line), event)?;
-            self.finish_line(line, ansi)?;
+            self.finish_line(line, ansi, event)?;
             writer.write_str(line)
         };
         // A reentrant event (one logged while formatting another) gets its own buffer.

@@ -331,8 +331,26 @@ fn no_line_ever_holds_a_key_twice() {
             ),
     );
     tracing::dispatcher::with_default(&dispatch, || {
-        ctx.sync_scope(|| tracing::info!(span_id = "an event field", "hello"));
+        ctx.clone()
+            .sync_scope(|| tracing::info!(span_id = "an event field", "hello"));
+        ctx.sync_scope(|| {
+            tracing::info!(
+                tenant_id = "from-the-event",
+                "an event naming a context field"
+            )
+        });
     });
+    let text_lines = text.lines();
+    let named = text_lines
+        .iter()
+        .find(|l| l.contains("an event naming a context field"))
+        .expect("the second event's text line");
+    assert_eq!(named.matches("tenant_id=").count(), 1, "{named}");
+    assert!(
+        named.contains("tenant_id=\"from-the-event\""),
+        "the event's field wins: {named}"
+    );
+    assert!(named.contains("correlation_id=req-1"), "{named}");
     for (name, out) in [("json", &json), ("flattened json", &flat)] {
         for line in out.lines() {
             let names = top_level_names(&line);
