@@ -412,7 +412,10 @@ where
         // on its way into the connection's task).
         let span = c.span.then(|| {
             Box::new(SpanState {
-                span: request_span(&req, &ctx),
+                // Made inside the request's scope, so that layers reading the
+                // current context when a span opens (threadline-tracing's
+                // `ContextLayer`) see this request's.
+                span: ctx.clone().sync_scope(|| request_span(&req, &ctx)),
                 start: Instant::now(),
             })
         });
@@ -527,6 +530,46 @@ mod tests {
             assert_eq!(resp.headers()["x-correlation-id"], "abc-1", "{path}");
             assert_eq!(resp.body(), "abc-1");
         }
+    }
+
+    /// A layer that notes, when a span opens, which request's context is current: the
+    /// request span must open inside its request's scope.
+    struct SeesContext(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SeesContext {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let id = Context::with_current(|c| c.correlation_id().map(|i| i.as_str().to_owned()))
+                .flatten();
+            self.0
+                .lock()
+                .unwrap()
+                .push((attrs.metadata().name().to_owned(), id));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_request_span_opens_inside_the_request_scope() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(SeesContext(seen.clone()));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let svc = ServiceBuilder::new()
+            .layer(ThreadlineLayer::new(Policy::default()).request_span(true))
+            .service(service_fn(echo_ctx));
+        let req = Request::builder()
+            .header("x-correlation-id", "span-1")
+            .body(())
+            .unwrap();
+        svc.oneshot(req).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("request".to_owned(), Some("span-1".to_owned()))]
+        );
     }
 
     #[tokio::test]
