@@ -534,7 +534,8 @@ mod tests {
 
     /// A layer that notes, when a span opens, which request's context is current: the
     /// request span must open inside its request's scope.
-    struct SeesContext(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+    struct SeesContext(Seen);
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SeesContext {
         fn on_new_span(
@@ -555,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn the_request_span_opens_inside_the_request_scope() {
         use tracing_subscriber::layer::SubscriberExt as _;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Seen::default();
         let subscriber = tracing_subscriber::registry().with(SeesContext(seen.clone()));
         let _guard = tracing::subscriber::set_default(subscriber);
         let svc = ServiceBuilder::new()
