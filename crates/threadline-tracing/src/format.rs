@@ -104,7 +104,7 @@ impl<T: Clone> KnownFormat for Format<tracing_subscriber::fmt::format::Json, T> 
 /// `timestamp`, `target`, or an event field flattened to the top level: name those
 /// differently, `upstream_trace_id`). In text, an event field of the same name as a
 /// context field wins the same way (`info!(tenant_id = "x", …)` prints `tenant_id=x`
-/// once), except for the three ids, which are always the context's: [`DedupFields`]
+/// once), except for the three ids, which are always the context's: [`DedupFields`](crate::DedupFields)
 /// (which [`layer`](crate::layer) uses) leaves the event's out. Names log formats own cannot be local fields at
 /// all ([`threadline::names::RESERVED_FIELDS`]).
 ///
