@@ -37,6 +37,7 @@
 //! | the table and its lookup (service, then key: two hash reads whatever the number of rules) | [`RouteTable`] |
 //! | the table in force, its sources, what they last did | [`Router`], [`Status`], [`SourceStatus`] |
 //! | sources | [`RuleSource`] (implement it for a store of your own), [`SourceSink`], [`StaticRules`], [`FileRules`], `NatsKvRules` (feature `nats`), `RedisRules` (feature `redis`): [`source`] |
+//! | selective consumption: the baseline leaves claimed keys to their sandbox | [`Selector`]; core NATS: `SelectiveNats` (feature `nats`): [`select`] |
 //! | errors | [`RuleError`], [`RuleErrorKind`] |
 //!
 //! # Expiry and heartbeats
@@ -57,7 +58,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `nats` | no | `NatsKvRules`: a JetStream key-value bucket, watched (async-nats, no TLS) |
+//! | `nats` | no | `NatsKvRules`: a JetStream key-value bucket, watched; `SelectiveNats`: selective consumption on core NATS (async-nats, no TLS) |
 //! | `redis` | no | `RedisRules`: a Redis hash with pub/sub invalidation (redis-rs, no TLS) |
 
 #![deny(unreachable_pub)]
@@ -67,11 +68,13 @@
 mod error;
 mod router;
 mod rule;
+pub mod select;
 pub mod source;
 mod table;
 
 pub use error::{RuleError, RuleErrorKind};
 pub use router::{Router, RuleSource, SourceSink, SourceStatus, StaticRules, Status};
 pub use rule::{PathMatch, RequestHead, Rule, RuleSpec, Upstream};
+pub use select::Selector;
 pub use source::file::FileRules;
 pub use table::RouteTable;
