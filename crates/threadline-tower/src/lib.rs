@@ -136,6 +136,7 @@
 //! | [`PropagateLayer`] and its service [`Propagate`]: inject on outgoing requests; where the layer goes; [`MAX_WARNED_HOSTS`] | [`client`] |
 //! | [`Targets`], [`Target`], [`Grant`] ([`Credential`], [`InvalidGrant`]): which destination receives what | [`targets`] |
 //! | [`PropagateMiddleware`]: the same for `reqwest-middleware` (feature `reqwest`) | `reqwest` |
+//! | [`RouteLayer`] and its service [`Route`] (future [`RouteFuture`], error [`RouteError`]): send calls whose context carries a routed key to the rule's upstream (feature `route`, threadline-route) | `route` |
 //! | the common types in one import | [`prelude`] |
 //!
 //! # Features
@@ -145,6 +146,7 @@
 //! | `axum` | no | peer IP from `ConnectInfo<SocketAddr>`, span route from `MatchedPath` |
 //! | `tonic` | no | peer IP from tonic's `TcpConnectInfo` |
 //! | `reqwest` | no | [`PropagateMiddleware`] for `reqwest-middleware` (no TLS stack pulled in) |
+//! | `route` | no | [`RouteLayer`]: routing by context through a threadline-route `Router` |
 //!
 //! Without features, the peer IP is read from a `SocketAddr` or [`PeerAddr`] extension.
 
@@ -158,6 +160,8 @@ pub mod prelude;
 pub mod require;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
+#[cfg(feature = "route")]
+pub mod route;
 pub mod server;
 pub mod targets;
 pub mod trust;
@@ -166,6 +170,8 @@ pub use client::{MAX_WARNED_HOSTS, Propagate, PropagateLayer};
 pub use require::{RequireBody, RequireCorrelationId, RequireCorrelationIdLayer};
 #[cfg(feature = "reqwest")]
 pub use reqwest::PropagateMiddleware;
+#[cfg(feature = "route")]
+pub use route::{Route, RouteError, RouteFuture, RouteLayer};
 pub use server::{Threadline, ThreadlineLayer, ThreadlineResponseFuture};
 pub use targets::{Credential, Grant, InvalidGrant, Target, Targets};
 pub use trust::{

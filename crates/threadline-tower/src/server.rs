@@ -19,6 +19,21 @@
 //! 5. sets the correlation id on the response, also on error responses the inner
 //!    service produces, unless the response already carries that header.
 //!
+//! # Preview links
+//!
+//! When the policy reads the routing key from a query parameter
+//! ([`RoutingForm::Query`](threadline::RoutingForm::Query)), a request for
+//! `/order?preview=alice` (a link a developer shares) is handled as `/order`: the
+//! parameter is taken out of the URL before the inner service sees it, the key goes
+//! into the context (over any other form: the link is the newest word), so every call
+//! and message the request leads to carries it, and, when the policy also reads a
+//! [`RoutingForm::Cookie`](threadline::RoutingForm::Cookie), the response sets that
+//! cookie (`Path=/; HttpOnly; SameSite=Lax`) so the browser's following requests keep
+//! the key. `?preview=` (empty) clears the key and the cookie. A malformed key, the
+//! parameter twice with different values, or an untrusted caller when the policy's
+//! routing does not [accept untrusted callers](threadline::Routing::accept_untrusted)
+//! leave the request as it was (logged at debug level), the parameter still removed.
+//!
 //! ```
 //! use http::{Request, Response};
 //! use threadline::{Context, Policy};
@@ -125,9 +140,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskCx, Poll, ready};
 use std::time::Instant;
 
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use threadline::{Context, Policy, Reason, Report, Scoped, Trust};
+use threadline::{Context, Policy, Reason, Report, RoutingKey, Scoped, Trust};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -137,6 +152,8 @@ type ReportHook = dyn Fn(&Report, Trust) + Send + Sync;
 
 struct Config {
     policy: Policy,
+    /// Preview links, when the policy reads the routing key from a query parameter.
+    preview: Option<Preview>,
     trust: TrustPolicy,
     echo: Option<HeaderName>,
     span: bool,
@@ -171,6 +188,7 @@ impl ThreadlineLayer {
         let echo = Some(policy.correlation_header().clone());
         ThreadlineLayer {
             config: Arc::new(Config {
+                preview: Preview::of(&policy),
                 policy,
                 trust: TrustPolicy::never(),
                 echo,
@@ -188,6 +206,7 @@ impl ThreadlineLayer {
                 let c = &*self.config;
                 let mut copy = Config {
                     policy: c.policy.clone(),
+                    preview: c.preview.clone(),
                     trust: c.trust.clone(),
                     echo: c.echo.clone(),
                     span: c.span,
@@ -419,6 +438,13 @@ where
                 start: Instant::now(),
             })
         });
+        let mut set_cookie = None;
+        let ctx = match &c.preview {
+            Some(p) if req.uri().query().is_some() => {
+                p.apply(&mut req, ctx, trust, &mut set_cookie)
+            }
+            _ => ctx,
+        };
         req.extensions_mut().insert(ctx.clone());
         // Built in one expression, so the inner future is written where it will live
         // (it can hold the whole request, and is moved once less).
@@ -429,6 +455,113 @@ where
             },
             echo: c.echo.clone(),
             span,
+            set_cookie,
+        }
+    }
+}
+
+/// Preview links: `?<param>=<key>` is taken out of the URL, the key put into the
+/// context (so into every form the policy writes) and a cookie set so that the
+/// browser's following requests keep it; `?<param>=` (empty) clears both.
+#[derive(Clone, Debug)]
+struct Preview {
+    param: String,
+    cookie: Option<String>,
+    max_len: usize,
+    accept_untrusted: bool,
+}
+
+impl Preview {
+    fn of(policy: &Policy) -> Option<Preview> {
+        let r = policy.routing()?;
+        Some(Preview {
+            param: r.query_param()?.to_owned(),
+            cookie: r.cookie_name().map(str::to_owned),
+            max_len: r.max_len,
+            accept_untrusted: r.accept_untrusted,
+        })
+    }
+
+    /// Strips the parameter from the request's URL and answers the context with the
+    /// link's key (or without any, for an empty value) and the cookie to set.
+    fn apply<B>(
+        &self,
+        req: &mut Request<B>,
+        ctx: Context,
+        trust: Trust,
+        set_cookie: &mut Option<Box<HeaderValue>>,
+    ) -> Context {
+        let Some(query) = req.uri().query() else {
+            return ctx;
+        };
+        let mut value: Option<&str> = None;
+        let mut conflict = false;
+        let mut kept = String::new();
+        for pair in query.split('&') {
+            let (name, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if name == self.param {
+                conflict |= value.is_some_and(|first| first != v);
+                value = Some(v);
+            } else {
+                if !kept.is_empty() {
+                    kept.push('&');
+                }
+                kept.push_str(pair);
+            }
+        }
+        let Some(value) = value.map(str::to_owned) else {
+            return ctx;
+        };
+        // The application never sees the parameter, whatever becomes of the key.
+        let path = req.uri().path();
+        let pq = if kept.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{kept}")
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = pq.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+        let refused = |why: &str| {
+            tracing::debug!(
+                target: "threadline_tower",
+                param = %self.param,
+                reason = why,
+                "preview link ignored"
+            );
+        };
+        if trust == Trust::Untrusted && !self.accept_untrusted {
+            refused("not accepted from an untrusted caller");
+            return ctx;
+        }
+        if conflict {
+            refused("the parameter is given twice with different values");
+            return ctx;
+        }
+        let cookie = |text: String| HeaderValue::from_str(&text).ok().map(Box::new);
+        if value.is_empty() {
+            if let Some(name) = &self.cookie {
+                *set_cookie = cookie(format!(
+                    "{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+                ));
+            }
+            return ctx.without_routing_key();
+        }
+        match RoutingKey::decode(value.as_bytes(), self.max_len) {
+            Ok(key) => {
+                if let Some(name) = &self.cookie {
+                    *set_cookie = cookie(format!("{name}={key}; Path=/; HttpOnly; SameSite=Lax"));
+                }
+                ctx.with_routing_key(key)
+            }
+            Err(e) => {
+                refused(&e.to_string());
+                ctx
+            }
         }
     }
 }
@@ -447,6 +580,8 @@ pin_project! {
         // context when the response is ready.
         echo: Option<HeaderName>,
         span: Option<Box<SpanState>>,
+        // A preview link's cookie (boxed: rare, and the future stays small).
+        set_cookie: Option<Box<HeaderValue>>,
     }
 }
 
@@ -470,6 +605,9 @@ where
             ready!(this.inner.as_mut().poll(cx))
         };
         if let Ok(resp) = &mut res {
+            if let Some(cookie) = this.set_cookie.take() {
+                resp.headers_mut().append(http::header::SET_COOKIE, *cookie);
+            }
             if let Some(name) = this.echo.take() {
                 let ctx = this.inner.as_mut().take_context();
                 if let Some(id) = ctx.as_ref().and_then(Context::correlation_id) {

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::IdGenerator;
-use crate::policy::{B3Emit, HeaderRule, Limits, Policy, PolicyBuilder, PolicyError};
+use crate::policy::{B3Emit, HeaderRule, Limits, Policy, PolicyBuilder, PolicyError, Routing};
 
 /// A policy as configuration data. Every section and key is optional; omitted ones
 /// take the builder's defaults. Closures (computed defaults, custom validators and
@@ -50,6 +50,16 @@ pub struct PolicyConfig {
     pub untrusted: UntrustedConfig,
     /// Local fields.
     pub fields: FieldsConfig,
+    /// The routing key, when the policy reads one (see [`Routing`]):
+    ///
+    /// ```toml
+    /// [routing]
+    /// read = [{ header = "x-routing-key" }, { baggage = "sd-routing-key" }, { query = "preview" }, { cookie = "preview" }]
+    /// write = [{ header = "x-routing-key" }, { baggage = "sd-routing-key" }]
+    /// accept_untrusted = false
+    /// max_len = 64
+    /// ```
+    pub routing: Option<Routing>,
 }
 
 /// `[correlation]`.
@@ -328,6 +338,9 @@ impl PolicyConfig {
         }
         if let Some(all) = self.capture_all {
             b = b.capture_all_except(all.except);
+        }
+        if let Some(r) = self.routing {
+            b = b.routing(r);
         }
         Ok(b)
     }

@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
-use crate::codec::{Baggage, CorrelationId, SpanId, TraceFlags, TraceId, TraceParent, TraceState};
+use crate::codec::{
+    Baggage, CorrelationId, RoutingKey, SpanId, TraceFlags, TraceId, TraceParent, TraceState,
+};
 use crate::names;
 use crate::policy::Policy;
 
@@ -247,6 +249,10 @@ pub(crate) struct Inner {
     /// (X-Ray's other keys, Datadog's origin and tags).
     pub(crate) received: Option<Arc<Received>>,
     pub(crate) baggage: Option<Baggage>,
+    /// The routing key, when the policy reads one and the carrier held an acceptable one.
+    /// Boxed: rare, and it keeps the context (moved into its allocation at every
+    /// capture) small.
+    pub(crate) routing_key: Option<Box<RoutingKey>>,
     pub(crate) headers: SmallVec<[Header; 4]>,
     pub(crate) fields: SmallVec<[Field; 2]>,
 }
@@ -320,6 +326,7 @@ impl Context {
                     trace: None,
                     received: None,
                     baggage: None,
+                    routing_key: None,
                     headers: SmallVec::new(),
                     fields: SmallVec::new(),
                 })
@@ -333,6 +340,7 @@ impl Context {
         i.correlation_id.is_none()
             && i.trace.is_none()
             && i.baggage.is_none()
+            && i.routing_key.is_none()
             && i.headers.is_empty()
             && i.fields.is_empty()
     }
@@ -386,6 +394,54 @@ impl Context {
     /// The baggage, kept as received (parse it on demand with [`Baggage::iter`]).
     pub fn baggage(&self) -> Option<&Baggage> {
         self.inner.baggage.as_ref()
+    }
+
+    /// The routing key: the value that sends this work to a developer's copy of a
+    /// service rather than the baseline (see [`Routing`](crate::Routing)). `None` when
+    /// the policy reads none, none came, or the one that came was refused.
+    pub fn routing_key(&self) -> Option<&RoutingKey> {
+        self.inner.routing_key.as_deref()
+    }
+
+    /// A new snapshot with the routing key `key` (replacing any): for a key decided
+    /// after capture (a preview link, a test harness). The members of baggage and
+    /// tracestate the policy's [`Routing`](crate::Routing) owns are rewritten to it,
+    /// and outgoing calls carry it in every form the policy writes (none when the
+    /// policy has no routing).
+    ///
+    /// ```
+    /// use threadline::{Policy, Routing, RoutingKey};
+    ///
+    /// let policy = Policy::builder().routing(Routing::header("x-routing-key")).build().unwrap();
+    /// let ctx = policy.new_root().with_routing_key(RoutingKey::new("alice").unwrap());
+    /// let mut out = http::HeaderMap::new();
+    /// ctx.inject(&mut out);
+    /// assert_eq!(out["x-routing-key"], "alice");
+    /// assert!(ctx.without_routing_key().routing_key().is_none());
+    /// ```
+    pub fn with_routing_key(&self, key: RoutingKey) -> Context {
+        self.set_routing_key(Some(key))
+    }
+
+    /// A new snapshot without a routing key (its baggage and tracestate members removed).
+    pub fn without_routing_key(&self) -> Context {
+        self.set_routing_key(None)
+    }
+
+    fn set_routing_key(&self, key: Option<RoutingKey>) -> Context {
+        let mut inner = (*self.inner).clone();
+        if let Some(r) = &inner.policy.inner.routing {
+            let policy = inner.policy.clone();
+            crate::capture::rewrite_routing(
+                r,
+                &policy,
+                key.as_ref(),
+                &mut inner.baggage,
+                &mut inner.trace,
+            );
+        }
+        inner.routing_key = key.map(Box::new);
+        Context::from_inner(inner)
     }
 
     /// A captured custom header by its inbound name (case-insensitive).
@@ -525,6 +581,7 @@ impl fmt::Debug for Context {
             .field("correlation_id", &i.correlation_id)
             .field("trace", &i.trace)
             .field("baggage", &i.baggage)
+            .field("routing_key", &i.routing_key)
             .field("headers", &i.headers)
             .field("fields", &i.fields)
             .finish()

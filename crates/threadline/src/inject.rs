@@ -110,6 +110,13 @@ impl Context {
         for h in &i.headers {
             put(carrier, self.names_of(h).1, &h.value);
         }
+        // The routing key's header forms (its baggage and tracestate members are in
+        // those lists already).
+        if let (Some(r), Some(key)) = (&p.routing, i.routing_key.as_deref()) {
+            for name in &r.write_headers {
+                put(carrier, name, key.header_value());
+            }
+        }
         if !i.fields.is_empty() && (carrier.kind() == CarrierKind::Message || p.fields_over_http) {
             let mut key = String::with_capacity(p.field_prefix.len() + 16);
             let mut value = String::new();

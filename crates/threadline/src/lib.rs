@@ -55,6 +55,7 @@
 //! |---|---|
 //! | the policy: which headers, how checked, what is trusted | [`Policy`], [`PolicyBuilder`], [`HeaderRule`], [`Validator`], [`DefaultValue`], [`Limits`], [`B3Emit`], [`UntrustedBaggage`], [`Trust`], [`PolicyError`] ([`PolicyErrorKind`]); from files: [`PolicyConfig`], [`FormatName`] (a `[trace]` format), [`ConfigError`] ([`ConfigErrorKind`]); names: [`CREDENTIALS`], [`HOP_BY_HOP`], [`names`] |
 //! | capture (carrier → context) and what it dropped | [`Captured`], [`Report`], [`Rejection`], [`Reason`] |
+//! | routing by context: the key that sends work to a developer's copy of a service | [`RoutingKey`], [`Routing`], [`RoutingForm`] |
 //! | the context | [`Context`], [`TraceContext`], [`IdOrigin`], [`FieldValue`], [`InvalidFieldName`], [`InvalidHeader`], [`MAX_FIELD_BYTES`], [`MAX_FIELD_NAME_BYTES`] |
 //! | the scope and hand-over to tasks | [`bind`], [`try_bind`], [`set_header`], [`try_set_header`], [`BindError`], [`spawn`], [`spawn_blocking`], [`InCurrentContext`], [`Scoped`], [`NoContext`] |
 //! | on the way out (context → carrier) | [`inject_current`], [`inject`] (`Outgoing`) |
@@ -92,6 +93,7 @@ mod scope;
 
 pub use capture::{Captured, Reason, Rejection, Report};
 pub use carrier::{CarrierKind, CarrierValue, Extractor, Injector, MessageHeaders};
+pub use codec::RoutingKey;
 #[cfg(feature = "serde")]
 pub use config::{ConfigError, ConfigErrorKind, FormatName, PolicyConfig};
 pub use context::{
@@ -101,7 +103,7 @@ pub use context::{
 pub use inject::inject_current;
 pub use policy::{
     B3Emit, CREDENTIALS, DefaultValue, HOP_BY_HOP, HeaderRule, Limits, Policy, PolicyBuilder,
-    PolicyError, PolicyErrorKind, Trust, UntrustedBaggage, Validator,
+    PolicyError, PolicyErrorKind, Routing, RoutingForm, Trust, UntrustedBaggage, Validator,
 };
 pub use restore::{Restorer, Stats as RestoreStats};
 pub use scope::{

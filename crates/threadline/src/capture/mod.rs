@@ -2,6 +2,9 @@
 //! dropped on the way.
 
 mod report;
+mod routing;
+
+pub(crate) use routing::rewrite as rewrite_routing;
 
 use std::sync::Arc;
 
@@ -111,6 +114,7 @@ impl Policy {
                 .then(|| TraceContext::new_root(p.sample_new_traces)),
             received: None,
             baggage: None,
+            routing_key: None,
             headers: SmallVec::new(),
             fields: SmallVec::new(),
         })
@@ -217,12 +221,19 @@ impl Policy {
             trace,
             received,
             baggage,
+            routing_key: None,
             headers: SmallVec::new(),
             fields: SmallVec::new(),
         });
         let Some(inner) = Arc::get_mut(&mut shared) else {
             unreachable!("an Arc made on the line above has a single owner")
         };
+
+        // The routing key, when the policy has one (it owns members of baggage and
+        // tracestate, so it comes after them).
+        if let Some(r) = &p.routing {
+            self.capture_routing(r, carrier, &found, untrusted, &mut report, inner);
+        }
 
         // Custom headers.
         let headers = &mut inner.headers;
@@ -691,6 +702,7 @@ impl Policy {
                 continue;
             };
             if names::is_reserved(&name)
+                || p.routing.as_ref().is_some_and(|r| r.owns(&name))
                 || name == p.correlation_header
                 || p.also_accept.contains(&name)
                 || except.contains(&name)

@@ -45,6 +45,9 @@ pub enum Reason {
     TooManyFields,
     /// A list (tracestate) repeats a key; the list is kept without the later duplicate.
     DuplicateKey,
+    /// Two forms of the routing key (see [`Routing`](crate::Routing)) name different
+    /// keys: the request has no routing key.
+    RoutingKeyConflict,
 }
 
 impl fmt::Display for Reason {
@@ -70,6 +73,9 @@ impl fmt::Display for Reason {
             Reason::FieldName => f.write_str("local field name not allowed"),
             Reason::TooManyFields => f.write_str("more local fields than the limit"),
             Reason::DuplicateKey => f.write_str("duplicate key"),
+            Reason::RoutingKeyConflict => {
+                f.write_str("routing key differs from another form's: no routing key")
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | W3C Baggage | [`Baggage`] | `baggage` |
 //! | Zipkin B3 | [`B3`] | `b3`, `x-b3-*` |
 //! | correlation id | [`CorrelationId`] | `x-correlation-id`, `x-request-id` |
+//! | routing key | [`RoutingKey`] | the forms a policy's [`Routing`](crate::Routing) names |
 //!
 //! Decoders take raw bytes (header values are bytes on the wire), never panic and
 //! answer a typed [`Error`] whose [`ErrorKind`] names the rule the value broke.
@@ -33,6 +34,7 @@ mod baggage;
 mod correlation;
 pub(crate) mod hex;
 mod ids;
+mod routing_key;
 mod traceparent;
 mod tracestate;
 
@@ -44,7 +46,9 @@ pub use baggage::{
 pub(crate) use baggage::{is_tchar, percent_decode_strict};
 pub use correlation::{CorrelationId, IdGenerator};
 pub use ids::{SpanId, TraceFlags, TraceId};
+pub use routing_key::{ROUTING_KEY_DEFAULT_MAX_BYTES, ROUTING_KEY_MAX_BYTES, RoutingKey};
 pub use traceparent::{TraceParent, TraceParentBuf};
+pub(crate) use tracestate::MAX_MEMBERS as TRACESTATE_MAX_MEMBERS;
 pub use tracestate::TraceState;
 
 use std::fmt;
@@ -75,6 +79,8 @@ pub enum Codec {
     OtTrace,
     /// A format of the user's (see [`crate::format::Format`]), by its name.
     Custom(&'static str),
+    /// A routing key ([`RoutingKey`]), in whichever form it came.
+    RoutingKey,
 }
 
 impl Codec {
@@ -92,6 +98,7 @@ impl Codec {
             Codec::Datadog => "datadog",
             Codec::OtTrace => "ot-tracer",
             Codec::Custom(name) => name,
+            Codec::RoutingKey => "routing key",
         }
     }
 }

@@ -5,7 +5,7 @@ use http::HeaderValue;
 use super::{Codec, Error, ErrorKind, trim_ows};
 
 /// Most list members a valid `tracestate` may hold.
-pub(super) const MAX_MEMBERS: usize = 32;
+pub(crate) const MAX_MEMBERS: usize = 32;
 /// Entries longer than this are the first to go when a list is trimmed.
 pub(super) const LARGE_ENTRY: usize = 128;
 

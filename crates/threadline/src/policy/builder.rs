@@ -9,7 +9,7 @@ use super::{
     B3Emit, Formats, Lookup, Policy, PolicyError, PolicyErrorKind, PolicyInner, Rule, SlotIndex,
     is_hop_by_hop,
 };
-use super::{DefaultValue, HeaderRule, Limits, UntrustedBaggage, Validator};
+use super::{DefaultValue, HeaderRule, Limits, Routing, RoutingRules, UntrustedBaggage, Validator};
 use crate::codec::IdGenerator;
 use crate::format::Format;
 use crate::names;
@@ -38,6 +38,7 @@ pub struct PolicyBuilder {
     read_formats: Vec<Arc<dyn Format>>,
     write_formats: Vec<Arc<dyn Format>>,
     formats_first: bool,
+    routing: Option<Routing>,
 }
 
 impl Default for PolicyBuilder {
@@ -64,6 +65,7 @@ impl Default for PolicyBuilder {
             read_formats: Vec::new(),
             write_formats: Vec::new(),
             formats_first: false,
+            routing: None,
         }
     }
 }
@@ -239,6 +241,13 @@ impl PolicyBuilder {
         self
     }
 
+    /// Read and write a routing key (see [`Routing`]): the value that sends a request
+    /// to a developer's copy of a service. Off by default.
+    pub fn routing(mut self, routing: Routing) -> Self {
+        self.routing = Some(routing);
+        self
+    }
+
     /// Checks the configuration and builds the policy.
     pub fn build(self) -> Result<Policy, PolicyError> {
         let parse = |what: &str, n: &str| {
@@ -396,6 +405,24 @@ impl PolicyBuilder {
             rules: lookup.len(),
         };
         lookup.extend(rules.iter().map(|r| r.name.clone()));
+        let routing = match self.routing {
+            None => None,
+            Some(config) => {
+                let (routing, names) = RoutingRules::compile(config, lookup.len())?;
+                if let Some(n) = routing.header_names.iter().find(|n| {
+                    **n == correlation_header
+                        || also_accept.contains(n)
+                        || rules.iter().any(|r| r.name == **n || r.wire == **n)
+                }) {
+                    return Err(PolicyError::new(
+                        PolicyErrorKind::Reserved,
+                        format!("{n} is a routing key form and also another header's name"),
+                    ));
+                }
+                lookup.extend(names);
+                Some(Box::new(routing))
+            }
+        };
         if lookup.len() >= usize::from(u16::MAX) {
             return Err(PolicyError::new(
                 PolicyErrorKind::TooManyHeaders,
@@ -432,6 +459,7 @@ impl PolicyBuilder {
                         first: self.formats_first,
                     },
                 ),
+                routing,
             }),
         })
     }

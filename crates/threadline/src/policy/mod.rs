@@ -29,6 +29,7 @@
 mod builder;
 mod limits;
 pub(crate) mod lookup;
+mod routing;
 mod rules;
 
 use std::fmt;
@@ -41,6 +42,8 @@ use crate::codec::IdGenerator;
 pub use builder::PolicyBuilder;
 pub use limits::Limits;
 pub(crate) use lookup::{Lookup, SlotIndex};
+pub use routing::{Routing, RoutingForm};
+pub(crate) use routing::{RoutingRules, Source as RoutingSource};
 pub(crate) use rules::is_hop_by_hop;
 pub use rules::{CREDENTIALS, DefaultValue, HOP_BY_HOP, HeaderRule, Validator};
 
@@ -114,6 +117,9 @@ pub enum PolicyErrorKind {
     InvalidLimit,
     /// A baggage key that is not a token.
     InvalidBaggageKey,
+    /// A [`Routing`] form that cannot be read or written (a bad name, a form listed
+    /// twice, a query parameter or cookie to write, a length limit out of range).
+    InvalidRouting,
 }
 
 impl PolicyError {
@@ -173,6 +179,8 @@ pub(crate) struct PolicyInner {
     pub(crate) fields_over_http: bool,
     /// Trace formats beyond the built-in W3C and B3 ones; `None` costs nothing.
     pub(crate) formats: Option<Formats>,
+    /// The routing key's forms; `None` (the default) costs one test per capture.
+    pub(crate) routing: Option<Box<RoutingRules>>,
 }
 
 /// The trace formats a policy reads and writes beyond the built-in W3C Trace Context,
@@ -233,6 +241,12 @@ impl Policy {
     /// The prefix of local-field keys on message carriers.
     pub fn field_prefix(&self) -> &str {
         &self.inner.field_prefix
+    }
+
+    /// Where the routing key is read from and written to, when the policy has one
+    /// ([`PolicyBuilder::routing`]).
+    pub fn routing(&self) -> Option<&Routing> {
+        self.inner.routing.as_deref().map(|r| &r.config)
     }
 
     /// `(inbound name, outbound name, trusted_only)` for each custom header rule.
