@@ -58,8 +58,8 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `nats` | no | `NatsKvRules`: a JetStream key-value bucket, watched; `SelectiveNats`: selective consumption on core NATS (async-nats, no TLS) |
-//! | `redis` | no | `RedisRules`: a Redis hash with pub/sub invalidation (redis-rs, no TLS) |
+//! | `nats` | no | `NatsKvRules`: a JetStream key-value bucket, watched; `SelectiveNats`: selective consumption on core NATS (async-nats, no TLS); needs Rust 1.89 |
+//! | `redis` | no | `RedisRules`: a Redis hash with pub/sub invalidation (redis-rs, no TLS); needs Rust 1.88 |
 
 #![deny(unreachable_pub)]
 #![forbid(unsafe_code)]
