@@ -173,6 +173,9 @@ pub struct ProxyConfig {
     pub forwarded_headers: bool,
     /// TLS on the reverse proxy's listener.
     pub tls: Option<TlsFiles>,
+    /// Routing by the context's routing key: where the rules come from (off by
+    /// default; the key is read as the policy's routing section says).
+    pub routing: Option<crate::RoutingConfig>,
 }
 
 impl ProxyConfig {
@@ -192,6 +195,7 @@ impl ProxyConfig {
             access_log: true,
             forwarded_headers: true,
             tls: None,
+            routing: None,
         }
     }
 
@@ -264,6 +268,8 @@ pub struct ProxyFile {
     pub egress: Option<EgressFile>,
     /// `[tls]`.
     pub tls: Option<TlsFiles>,
+    /// `[routing]`: route rules by routing key ([`RoutingConfig`](crate::RoutingConfig)).
+    pub routing: Option<crate::RoutingConfig>,
 }
 
 /// `[trust]`: trusted when any given condition holds; nothing given: nobody.
@@ -448,6 +454,10 @@ impl ProxyFile {
             config.egress = Some(e.into_config()?);
         }
         config.tls = self.tls;
+        if let Some(r) = &self.routing {
+            r.check()?;
+        }
+        config.routing = self.routing;
         Ok(config)
     }
 }

@@ -35,8 +35,11 @@
 //! ```
 //!
 //! The same from TOML (the file `threadline proxy --config` reads): see
-//! [`ProxyFile`]. To route with a table of your own, implement [`Route`] and call
-//! [`Proxy::with_route`].
+//! [`ProxyFile`]. Routing by the context's routing key (sandboxes, preview links):
+//! `[policy.routing]` says where the key is read from, `[routing]`
+//! ([`RoutingConfig`]) where the rules come from (a TOML file reloaded on change, a
+//! NATS KV bucket, a Redis hash), and [`KeyRoutes`] does it from code. To route with
+//! a table of your own, implement [`Route`] and call [`Proxy::with_route`].
 //!
 //! # What goes where
 //!
@@ -45,6 +48,7 @@
 //! | [`Proxy`], [`Running`]: listeners, limits, timeouts, graceful shutdown | `server.rs` |
 //! | the forwarding service: headers, context, upgrades, errors, access log | `forward.rs` |
 //! | [`Route`], [`Upstream`], [`RuleTable`], [`Rule`] | `route.rs` |
+//! | [`KeyRoutes`], [`RoutingConfig`]: routing by the context's routing key | `keyroute.rs` |
 //! | the forward proxy for outgoing calls (propagation targets) | `egress.rs` |
 //! | [`Metrics`]: Prometheus text | `metrics.rs` |
 //! | [`ProxyConfig`], [`ProxyFile`] | `config.rs` |
@@ -63,6 +67,8 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `tls` | no | TLS on the listener (rustls, `ring`), HTTP/2 by ALPN |
+//! | `nats` | no | `[routing.nats]`: route rules from a NATS JetStream key-value bucket (async-nats, no TLS) |
+//! | `redis` | no | `[routing.redis]`: route rules from a Redis hash (redis-rs, no TLS) |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -74,6 +80,7 @@ mod egress;
 mod error;
 mod forward;
 mod headers;
+pub mod keyroute;
 pub mod metrics;
 pub mod route;
 mod server;
@@ -82,6 +89,7 @@ mod tls;
 
 pub use config::{EgressConfig, Limits, ProxyConfig, ProxyFile, Timeouts, TlsFiles};
 pub use error::{Error, ErrorKind};
+pub use keyroute::{KeyRoutes, RoutingConfig};
 pub use metrics::Metrics;
 pub use route::{RequestHead, Route, Rule, RuleTable, Upstream, UpstreamProtocol};
 pub use server::{Proxy, Running};

@@ -28,6 +28,7 @@ use crate::egress::{Egress, EgressShared};
 use crate::error::{Error, ErrorKind};
 use crate::forward::{Forward, HttpClient, Shared};
 use crate::headers::ContextNames;
+use crate::keyroute::KeyRoutes;
 use crate::metrics::Metrics;
 use crate::route::{Route, RuleTable};
 
@@ -35,6 +36,8 @@ use crate::route::{Route, RuleTable};
 pub struct Proxy {
     config: ProxyConfig,
     route: Arc<dyn Route>,
+    // `with_route` replaced the config's routing.
+    custom_route: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -62,6 +65,7 @@ impl Proxy {
         Ok(Proxy {
             config,
             route: Arc::new(table),
+            custom_route: false,
             metrics: Arc::new(Metrics::default()),
         })
     }
@@ -70,6 +74,7 @@ impl Proxy {
     /// seam for route tables (see [`Route`]).
     pub fn with_route(mut self, route: impl Route) -> Self {
         self.route = Arc::new(route);
+        self.custom_route = true;
         self
     }
 
@@ -96,8 +101,24 @@ impl Proxy {
         let local = local_addr(&listener)?;
         let metrics = self.metrics.clone();
         let layer = ThreadlineLayer::new(c.policy.clone()).trust(c.trust.clone());
+        // Routing by key: the rules' sources start here, on the runtime that serves.
+        let route: Arc<dyn Route> = match &c.routing {
+            Some(r) if !self.custom_route => {
+                let router = r.start().await?;
+                let service = r
+                    .service
+                    .clone()
+                    .unwrap_or_else(|| c.upstream.authority().host().to_owned());
+                Arc::new(KeyRoutes::with_fallback(
+                    router,
+                    service,
+                    self.route.clone(),
+                ))
+            }
+            _ => self.route.clone(),
+        };
         let shared = Arc::new(Shared {
-            route: self.route.clone(),
+            route,
             h1: client(&c.timeouts, false),
             h2: client(&c.timeouts, true),
             metrics: metrics.clone(),
