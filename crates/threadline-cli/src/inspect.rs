@@ -47,6 +47,8 @@ pub struct Options {
     pub untrusted: bool,
     /// The headers came with a message or job (local fields travel there), not HTTP.
     pub message: bool,
+    /// A route table (`--routes FILE`): where the captured routing key would go.
+    pub routes: Option<threadline_route::RouteTable>,
 }
 
 /// The inputs as a carrier: names matched ignoring case, every value kept (two inputs
@@ -147,6 +149,7 @@ fn capture_section(out: &mut String, inputs: &[Input], opts: &Options) -> bool {
     for (name, value) in ctx.fields() {
         let _ = writeln!(out, "  local field     {name} = {}", shown(value));
     }
+    routing_section(out, ctx, opts);
     for r in captured.report.iter() {
         let why = match r.reason {
             Reason::Untrusted if r.name == "baggage" => "not accepted from an untrusted caller \
@@ -157,6 +160,90 @@ fn capture_section(out: &mut String, inputs: &[Input], opts: &Options) -> bool {
         let _ = writeln!(out, "  left out        {}: {why}", r.name);
     }
     captured.report.is_empty()
+}
+
+/// The routing key the policy took, and where a route table would send it.
+fn routing_section(out: &mut String, ctx: &threadline::Context, opts: &Options) {
+    let Some(key) = ctx.routing_key() else {
+        if opts.policy.routing().is_some() {
+            let _ = writeln!(out, "  routing key     none: calls go to the baseline");
+        }
+        return;
+    };
+    let _ = writeln!(out, "  routing key     {} (forwarded)", key.as_str());
+    let Some(table) = &opts.routes else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let mut any = false;
+    for rule in table.rules().filter(|r| r.keys().contains(key)) {
+        any = true;
+        let state = if rule.is_expired(now) {
+            " (expired: not used)"
+        } else if rule.has_conditions() {
+            " (when its conditions hold)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  route           calls to {} go to {} by rule {}{state}",
+            rule.service(),
+            rule.upstream(),
+            rule.id()
+        );
+    }
+    if !any {
+        let _ = writeln!(
+            out,
+            "  route           no rule claims this key: calls go to the baseline"
+        );
+    }
+}
+
+/// A route table file (`[[rule]]` tables), listed: each rule, or why the file is
+/// refused (a router keeps its last good table then). Answers whether it is valid.
+pub fn routes_report(path: &std::path::Path) -> (String, Option<threadline_route::RouteTable>) {
+    let mut out = String::new();
+    let table = threadline_route::FileRules::load(path).and_then(threadline_route::RouteTable::new);
+    match table {
+        Ok(table) => {
+            let _ = writeln!(out, "routes {}: {} rule(s)", path.display(), table.len());
+            let now = std::time::SystemTime::now();
+            for r in table.rules() {
+                let keys: Vec<&str> = r.keys().iter().map(|k| k.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "  rule {}: calls to {}{} with key {} -> {}{}{}{}",
+                    r.id(),
+                    r.service(),
+                    r.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                    keys.join(" | "),
+                    r.upstream(),
+                    if r.has_conditions() {
+                        " (with conditions)"
+                    } else {
+                        ""
+                    },
+                    if r.allows_fallback() {
+                        " (falls back to the baseline if down)"
+                    } else {
+                        ""
+                    },
+                    if r.is_expired(now) { " (expired)" } else { "" },
+                );
+            }
+            (out, Some(table))
+        }
+        Err(e) => {
+            let _ = writeln!(out, "routes {}: INVALID  {e}", path.display());
+            let _ = writeln!(
+                out,
+                "  a router reading this file keeps its last good table until it is fixed"
+            );
+            (out, None)
+        }
+    }
 }
 
 /// The report for a set of headers, and whether everything was valid.
@@ -405,11 +492,72 @@ mod tests {
 
     const TP: &str = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
+    #[test]
+    fn routes_file_listed_or_refused_and_the_key_followed() {
+        let dir = std::env::temp_dir();
+        let good = dir.join(format!(
+            "threadline-inspect-routes-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &good,
+            "[[rule]]\nid = \"alice-orders\"\nservice = \"orders\"\nkey = \"alice\"\nupstream = \"http://127.0.0.1:3001\"\n",
+        )
+        .unwrap();
+        let (report, table) = routes_report(&good);
+        std::fs::remove_file(&good).unwrap();
+        assert!(report.contains("1 rule(s)"), "{report}");
+        assert!(
+            report.contains(
+                "rule alice-orders: calls to orders with key alice -> http://127.0.0.1:3001"
+            ),
+            "{report}"
+        );
+
+        let policy = Policy::builder()
+            .routing(threadline::Routing::header("x-routing-key"))
+            .build()
+            .unwrap();
+        let opts = Options {
+            policy,
+            routes: table,
+            ..Options::default()
+        };
+        let (out, _) = run_with(&["x-routing-key: alice"], &opts);
+        assert!(out.contains("routing key     alice"), "{out}");
+        assert!(
+            out.contains("calls to orders go to http://127.0.0.1:3001 by rule alice-orders"),
+            "{out}"
+        );
+        let (out, _) = run_with(&["x-routing-key: bob"], &opts);
+        assert!(out.contains("no rule claims this key"), "{out}");
+        let (out, ok) = run_with(&["x-routing-key: b ob"], &opts);
+        assert!(!ok);
+        assert!(out.contains("routing key     none"), "{out}");
+        assert!(out.contains("left out        x-routing-key"), "{out}");
+
+        let bad = dir.join(format!(
+            "threadline-inspect-routes-bad-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &bad,
+            "[[rule]]\nid = \"x\"\nservice = \"orders\"\nkey = \"a b\"\nupstream = \"http://h\"\n",
+        )
+        .unwrap();
+        let (report, table) = routes_report(&bad);
+        std::fs::remove_file(&bad).unwrap();
+        assert!(table.is_none());
+        assert!(report.contains("INVALID"), "{report}");
+        assert!(report.contains("last good table"), "{report}");
+    }
+
     fn untrusted_message(policy: Policy) -> Options {
         Options {
             policy,
             untrusted: true,
             message: true,
+            routes: None,
         }
     }
 
@@ -436,6 +584,7 @@ mod tests {
             policy,
             untrusted: false,
             message: true,
+            routes: None,
         };
         let (out, ok) = run_with(&["x-tenant-id: acme", "tl-field-user.id: alice"], &trusted);
         assert!(ok, "{out}");

@@ -56,6 +56,10 @@ enum Command {
         /// Add a trusted-only custom header to the default policy (repeatable).
         #[arg(long = "trusted-only", value_name = "NAME")]
         trusted_only: Vec<String>,
+        /// A route table file (`[[rule]]` tables): list it, or say why it is refused;
+        /// with headers, where their routing key would go. Alone, no headers needed.
+        #[arg(long, value_name = "FILE")]
+        routes: Option<std::path::PathBuf>,
     },
 }
 
@@ -83,7 +87,20 @@ fn main() -> ExitCode {
             policy,
             extra_headers,
             trusted_only,
+            routes,
         } => {
+            let mut table = None;
+            if let Some(path) = &routes {
+                let (report, t) = inspect::routes_report(path);
+                print!("{report}");
+                if t.is_none() {
+                    return ExitCode::FAILURE;
+                }
+                table = t;
+                if headers.is_empty() && std::io::stdin().is_terminal() {
+                    return ExitCode::SUCCESS;
+                }
+            }
             let policy = match inspect_policy(policy.as_deref(), &extra_headers, &trusted_only) {
                 Ok(p) => p,
                 Err(e) => {
@@ -95,6 +112,7 @@ fn main() -> ExitCode {
                 policy,
                 untrusted,
                 message,
+                routes: table,
             };
             let lines: Vec<String> = if headers.is_empty() {
                 if std::io::stdin().is_terminal() {
@@ -112,6 +130,9 @@ fn main() -> ExitCode {
             } else {
                 headers
             };
+            if lines.is_empty() && routes.is_some() {
+                return ExitCode::SUCCESS;
+            }
             let mut inputs = Vec::new();
             for l in &lines {
                 match inspect::parse_line(l) {
