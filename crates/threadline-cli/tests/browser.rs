@@ -411,6 +411,7 @@ fn browser_chromium_order_form_to_journey_page_shows_three_lanes() {
         s.click("#place");
         s.find("#outcome[data-status=\"accepted\"]");
         let cid = s.text("#outcome #correlation-id");
+        assert_eq!(s.text("#warehouse-instance"), "sandbox:sandbox-f");
         s.click("#journey-link");
         let deadline = Instant::now() + STEP;
         loop {

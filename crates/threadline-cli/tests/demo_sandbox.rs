@@ -129,6 +129,7 @@ fn sandbox_scenario(broker: BrokerUrl) {
             (422, Some("rejected")),
             "{v}"
         );
+        assert_eq!(v["warehouse_instance"], "baseline", "{v}");
 
         // Following the preview link: the cookie, and the page says so.
         let (status, headers, page) = common::request(
@@ -172,6 +173,7 @@ fn sandbox_scenario(broker: BrokerUrl) {
             (200, Some("accepted")),
             "{v}"
         );
+        assert_eq!(v["warehouse_instance"], SANDBOX, "{v}");
         common::wait_for_worker(&store, &sandboxed).await;
         assert_eq!(
             instances(&store, &sandboxed).await,
@@ -224,6 +226,7 @@ fn sandbox_scenario(broker: BrokerUrl) {
             (200, Some("accepted")),
             "{v}"
         );
+        assert_eq!(v["warehouse_instance"], SANDBOX, "{v}");
         common::wait_for_worker(&store, &by_header).await;
 
         // A normal order: baseline all the way.
@@ -234,6 +237,7 @@ fn sandbox_scenario(broker: BrokerUrl) {
             (200, Some("accepted")),
             "{v}"
         );
+        assert_eq!(v["warehouse_instance"], "baseline", "{v}");
         common::wait_for_worker(&store, &baseline).await;
         assert_eq!(
             instances(&store, &baseline).await,
@@ -463,4 +467,36 @@ fn a_custom_sandbox_key_is_the_one_routed() {
         (1, 1, 1),
         "{summary}"
     );
+}
+
+#[test]
+fn untrusted_store_still_follows_preview_links() {
+    let mut a = args(BrokerUrl::Embedded);
+    a.untrusted = true;
+    let (summary, _) = common::with_demo(a, |store| async move {
+        let (status, headers, page) = common::request(
+            "GET",
+            &format!("{store}/orders/new?preview={DEFAULT_SANDBOX_KEY}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(page.contains(r#"data-in-sandbox="true""#), "{page}");
+        let cookie = set_cookie(&headers);
+        let jar = cookie.split(';').next().unwrap_or_default();
+        // The edge mints its own correlation id: read it from the answer.
+        let (status, _, text) = common::request(
+            "POST",
+            &format!("{store}/orders"),
+            &[FORM, JSON, ("cookie", jar)],
+            Some("item=Fondue&quantity=1&tenant=acme".into()),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["warehouse_instance"], SANDBOX, "{v}");
+        common::wait_for_worker(&store, v["correlation_id"].as_str().expect("cid")).await;
+    });
+    assert_eq!((summary.accepted, summary.shipped), (1, 1), "{summary}");
 }

@@ -563,7 +563,8 @@ async fn place_order(
     threadline::set_header(TENANT_HEADER, &order.tenant);
     tracing::info!("user authenticated");
 
-    let outcome = call_warehouse(&state, &order, &key).await;
+    let mut instance = None;
+    let outcome = call_warehouse(&state, &order, &key, &mut instance).await;
     match &outcome {
         Outcome::Accepted { order_id } => {
             tracing::info!(order_id, "order accepted by the warehouse")
@@ -592,6 +593,7 @@ async fn place_order(
                 "retry_after": outcome.retry_after(),
                 "correlation_id": correlation_id,
                 "journey": journey_url,
+                "warehouse_instance": instance,
             })),
         )
             .into_response()
@@ -604,6 +606,7 @@ async fn place_order(
                 &values,
                 &correlation_id,
                 &journey_url,
+                instance.as_deref(),
             )),
         )
             .into_response()
@@ -621,8 +624,21 @@ fn outcome_page(
     values: &FormValues,
     correlation_id: &str,
     journey_url: &str,
+    instance: Option<&str>,
 ) -> String {
     let (_, label) = outcome.status();
+    let handled_by = match instance {
+        Some(i) => format!(
+            r#"<span>warehouse <span class="instance{sandbox}" id="warehouse-instance">{i}</span></span>"#,
+            sandbox = if i.starts_with("sandbox") {
+                " sandbox"
+            } else {
+                ""
+            },
+            i = esc(i)
+        ),
+        None => String::new(),
+    };
     let number = |id: Option<u64>| id.map(|i| format!(" #{i}")).unwrap_or_default();
     let retry = |button: &str, note: &str| {
         format!(
@@ -691,7 +707,7 @@ fn outcome_page(
     };
     let body = format!(
         r#"<section class="card outcome {class}" id="outcome" data-status="{label}"><div class="big">{icon}</div><div><h2>{title}</h2><p>{detail}</p>{action}
-<p class="meta"><span>correlation id <code class="cid" id="correlation-id">{cid}</code></span></p>
+<p class="meta"><span>correlation id <code class="cid" id="correlation-id">{cid}</code></span>{handled_by}</p>
 <p><a class="button" id="journey-link" href="{journey}">Follow its journey</a> <a href="/orders/new">Place another order</a></p></div></section>"#,
         title = esc(&title),
         cid = esc(correlation_id),
@@ -700,7 +716,14 @@ fn outcome_page(
     html::page("Order", &body)
 }
 
-async fn call_warehouse(state: &State, order: &Order, key: &str) -> Outcome {
+/// Places the order with the warehouse (the baseline, or the sandbox the route layer
+/// sends it to); `instance` is set to the instance that answered, when one did.
+async fn call_warehouse(
+    state: &State,
+    order: &Order,
+    key: &str,
+    instance: &mut Option<String>,
+) -> Outcome {
     let payload = json!({ "item": order.item, "quantity": order.quantity }).to_string();
     let req = match http::Request::post(&state.warehouse_url)
         .header(header::CONTENT_TYPE, "application/json")
@@ -746,6 +769,11 @@ async fn call_warehouse(state: &State, order: &Order, key: &str) -> Outcome {
         }
     };
     let status = resp.status();
+    *instance = resp
+        .headers()
+        .get(super::warehouse::INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let retry_after = resp
         .headers()
         .get(header::RETRY_AFTER)

@@ -42,6 +42,9 @@ use super::ledger::{Begin, Ledger, Settled};
 
 /// The header naming an order across retries.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header naming the instance that answered (`baseline`,
+/// `sandbox:<key>`), so the store can tell the user.
+pub const INSTANCE_HEADER: &str = "x-demo-instance";
 
 /// What the warehouse needs.
 #[derive(Clone, Debug)]
@@ -97,6 +100,9 @@ async fn bind_service(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Ok(v) = HeaderValue::from_str(&instance) {
+        resp.headers_mut().insert(INSTANCE_HEADER, v);
+    }
     resp
 }
 

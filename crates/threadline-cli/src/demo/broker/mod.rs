@@ -747,6 +747,34 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_sends_claimed_keys_to_the_sandbox_while_the_rule_lives() {
+        use threadline_route::{Router, Rule, Upstream};
+        let key = RoutingKey::new("sandbox-f").unwrap();
+        let other = RoutingKey::new("someone-else").unwrap();
+        assert_eq!(Dispatch::baseline_only().instance(Some(&key)), BASELINE);
+
+        let router = Router::new();
+        let rule = Rule::new(
+            "sandbox-f-worker",
+            "shipping-worker",
+            ["sandbox-f"],
+            Upstream::parse("http://127.0.0.1:9001").unwrap(),
+        )
+        .unwrap();
+        router.set_rules("demo", vec![rule]).unwrap();
+        let d = Dispatch::with_sandbox(
+            Selector::new(router.clone(), "shipping-worker"),
+            &sandbox_instance(&key),
+        );
+        assert_eq!(d.instance(Some(&key)), "sandbox:sandbox-f");
+        assert_eq!(d.instance(Some(&other)), BASELINE);
+        assert_eq!(d.instance(None), BASELINE);
+        // The sandbox leaves: its jobs go back to the baseline.
+        router.set_rules("demo", Vec::new()).unwrap();
+        assert_eq!(d.instance(Some(&key)), BASELINE);
+    }
+
+    #[test]
     fn health_logs_each_transition_once() {
         let h = Health::new("test queue");
         assert!(h.connected());
