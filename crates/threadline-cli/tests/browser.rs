@@ -1,7 +1,9 @@
 //! The journey page in a real headless Chromium, driven through chromedriver over the
 //! plain WebDriver protocol (HTTP + JSON, a small client below): fill the order form,
 //! submit it, follow the link to the journey, check the three service lanes and the
-//! correlation id, and save a screenshot as `target/artifacts/journey.png`.
+//! correlation id, and save a screenshot as `target/artifacts/journey.png`; then click
+//! the preview link, place an `F` order (accepted by the sandbox), see the sandbox
+//! instance on its journey's hops, and leave the sandbox.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/browser.sh` installs them);
 //! without them the test prints a loud SKIP, or fails under
@@ -397,15 +399,55 @@ fn browser_chromium_order_form_to_journey_page_shows_three_lanes() {
                 "events in the {l} lane"
             );
         }
+
+        // The preview link: this browser's orders go to the sandbox from now on.
+        s.go(&format!("{store}/orders/new"));
+        s.find("#sandbox[data-in-sandbox=\"false\"]");
+        s.click("#preview-link");
+        s.find("#sandbox[data-in-sandbox=\"true\"]");
+        s.fill("#item", "Fondue set");
+        s.fill("#quantity", "1");
+        s.fill("#tenant", "acme");
+        s.click("#place");
+        s.find("#outcome[data-status=\"accepted\"]");
+        let cid = s.text("#outcome #correlation-id");
+        assert_eq!(s.text("#warehouse-instance"), "sandbox:sandbox-f");
+        s.click("#journey-link");
+        let deadline = Instant::now() + STEP;
+        loop {
+            if !s.find_all(".event[data-service=\"worker\"]").is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sandbox worker never shipped"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            s.go(&format!("{store}/journeys/{cid}"));
+        }
+        let sandbox_hops = s.find_all(".hop .instance[data-instance=\"sandbox:sandbox-f\"]");
+        assert_eq!(
+            sandbox_hops.len(),
+            3,
+            "warehouse, audit and worker hops in the sandbox"
+        );
+        // And out again: an F order is refused by the baseline.
+        s.go(&format!("{store}/orders/new"));
+        s.click("#leave-sandbox");
+        s.find("#sandbox[data-in-sandbox=\"false\"]");
+        s.fill("#item", "Fondue set");
+        s.click("#place");
+        s.find("#outcome[data-status=\"rejected\"]");
     });
     assert_eq!(
         (
             summary.orders,
             summary.accepted,
             summary.shipped,
+            summary.rejected,
             summary.lost
         ),
-        (1, 1, 1, 0)
+        (2, 2, 2, 1, 0)
     );
     assert!(lines.iter().any(|l| l["app"] == "worker"));
 }

@@ -209,6 +209,68 @@ fn binary_refuses_an_unknown_broker_with_a_clear_message() {
 }
 
 #[test]
+fn binary_refuses_a_malformed_sandbox_key() {
+    for key in ["bad key", "", "sandbox;f"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_threadline"))
+            .args(["demo", "--sandbox-key", key])
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{key:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid routing key"), "{key:?}: {err}");
+    }
+}
+
+#[test]
+fn binary_prints_the_preview_link_and_it_routes_to_the_sandbox() {
+    let mut demo = Demo::start(&["--sandbox-key", "bob"]);
+    let store = url_of(&demo.wait_for("order form"));
+    let sandbox = demo.wait_for("sandbox ");
+    assert!(sandbox.contains("key bob"), "{sandbox}");
+    let preview = demo.wait_for("preview");
+    let link = preview[preview.find("http://").expect("a URL")..]
+        .trim()
+        .to_owned();
+    assert_eq!(link, format!("{store}/orders/new?preview=bob"));
+    demo.wait_for("queue");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (status, headers, _) = common::request("GET", &link, &[], None).await;
+        assert_eq!(status, 200);
+        let cookie = headers["set-cookie"].to_str().expect("a cookie").to_owned();
+        let jar = cookie.split(';').next().unwrap_or_default();
+        assert_eq!(jar, "preview=bob");
+        let (status, _, text) = common::request(
+            "POST",
+            &format!("{store}/orders"),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", "application/json"),
+                ("x-correlation-id", "binary-sandbox-1"),
+                ("cookie", jar),
+            ],
+            Some("item=Fondue&quantity=1&tenant=acme".into()),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        common::wait_for_worker(&store, "binary-sandbox-1").await;
+    });
+    let (status, lines) = demo.interrupt();
+    assert!(status.success(), "{status}");
+    let json = common::json_lines(&lines.join("\n"));
+    assert!(
+        json.iter()
+            .any(|l| l["correlation_id"] == "binary-sandbox-1"
+                && l["app"] == "worker"
+                && l["instance"] == "sandbox:bob"),
+        "the sandbox worker shipped it"
+    );
+}
+
+#[test]
 fn binary_unreachable_broker_fails_at_start_with_a_clear_message() {
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     let out = Command::new(env!("CARGO_BIN_EXE_threadline"))

@@ -118,6 +118,8 @@ pub struct JourneyEvent {
     pub service: String,
     /// The `task` field (`audit`), when bound.
     pub task: Option<String>,
+    /// The `instance` field (`baseline`, `sandbox:<key>`), when bound.
+    pub instance: Option<String>,
     /// The event's message.
     pub message: String,
     /// The correlation id.
@@ -152,6 +154,7 @@ struct Stored {
     level: &'static str,
     service: Arc<str>,
     task: Option<Arc<str>>,
+    instance: Option<Arc<str>>,
     message: Box<str>,
     trace_id: Option<Arc<str>>,
     span_id: Option<Arc<str>>,
@@ -187,6 +190,7 @@ impl Stored {
             level: self.level.to_owned(),
             service: self.service.to_string(),
             task: s(&self.task),
+            instance: s(&self.instance),
             message: self.message.to_string(),
             correlation_id: correlation_id.to_owned(),
             trace_id: s(&self.trace_id),
@@ -253,6 +257,7 @@ impl Journey {
         };
         let service = share(self, Some(e.service)).unwrap_or_else(|| Arc::from("-"));
         let task = share(self, e.task);
+        let instance = share(self, e.instance);
         let trace_id = share(self, e.trace_id);
         let span_id = share(self, e.span_id);
         let parent_id = share(self, e.parent_id);
@@ -283,6 +288,7 @@ impl Journey {
                 level: level_of(&e.level),
                 service,
                 task,
+                instance,
                 message,
                 trace_id,
                 span_id,
@@ -550,6 +556,8 @@ pub struct Hop {
     pub service: String,
     /// The task, for a spawned task (`audit`).
     pub task: Option<String>,
+    /// The instance that handled the hop (`baseline`, `sandbox:<key>`).
+    pub instance: Option<String>,
     /// The hop that called this one, when the call was seen.
     pub called_by: Option<String>,
     /// How it was called (the caller's `destination`: `POST http://…`, `queue …`).
@@ -629,6 +637,7 @@ impl JourneyView {
                     parent_id: e.parent_id.clone(),
                     service: e.service.clone(),
                     task: e.task.clone(),
+                    instance: e.instance.clone(),
                     called_by: None,
                     via: None,
                     start_ms: ms(e.at_us),
@@ -639,6 +648,9 @@ impl JourneyView {
                 hops.len() - 1
             });
             let h = &mut hops[i];
+            if h.instance.is_none() {
+                h.instance = e.instance.clone();
+            }
             h.events += 1;
             h.end_ms = ms(e.at_us);
             if let Some(c) = &e.call_id {
@@ -780,10 +792,22 @@ pub fn render_journey(v: &JourneyView) -> String {
         let width = ((h.end_ms - h.start_ms) / total * 100.0)
             .max(0.8)
             .min((100.0 - left).max(0.0));
-        let label = match &h.task {
+        let mut label = match &h.task {
             Some(t) => format!("{} · {}", esc(&h.service), esc(t)),
             None => esc(&h.service),
         };
+        if let Some(i) = &h.instance {
+            let sandbox = if i.starts_with("sandbox") {
+                " sandbox"
+            } else {
+                ""
+            };
+            let _ = write!(
+                label,
+                r#" <span class="instance{sandbox}" data-instance="{i}">{i}</span>"#,
+                i = esc(i)
+            );
+        }
         let via = match (&h.via, &h.called_by) {
             (Some(d), _) => format!(r#"<span class="via">via {}</span>"#, esc(d)),
             (None, Some(_)) => r#"<span class="via">spawned</span>"#.to_owned(),
@@ -848,10 +872,13 @@ pub fn render_journey(v: &JourneyView) -> String {
                 esc(val)
             );
         }
-        let who = match &e.task {
+        let mut who = match &e.task {
             Some(t) => format!(r#"<span class="task">{}</span>"#, esc(t)),
             None => String::new(),
         };
+        if let Some(i) = e.instance.as_deref().filter(|i| i.starts_with("sandbox")) {
+            let _ = write!(who, r#"<span class="instance sandbox">{}</span>"#, esc(i));
+        }
         let _ = write!(
             b,
             r#"<div class="tl-row"><div class="tl-time">+{t:.1}</div><div class="event lvl-{lvl} lane-{lane}" style="grid-column:{col}" data-service="{svc}"><div class="ev-top"><span class="lvl">{lvl}</span>{who}<span class="msg">{msg}</span></div><div class="ev-ids"><code title="span id">span {span}</code>{parent}{tenant}{user}</div>{extra_block}</div></div>"#,
@@ -1000,6 +1027,7 @@ mod tests {
             level: "INFO".into(),
             service: service.into(),
             task: None,
+            instance: None,
             message: format!("{service} <b>&"),
             correlation_id: "c-1".into(),
             trace_id: Some("t".into()),

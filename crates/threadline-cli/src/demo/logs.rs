@@ -254,6 +254,7 @@ where
                 level: level_name(*event.metadata().level()).to_owned(),
                 service: clipped(ctx.field("app").unwrap_or("-")),
                 task: ctx.field("task").map(clipped),
+                instance: ctx.field("instance").map(clipped),
                 message: String::new(),
                 correlation_id: clipped(correlation_id),
                 trace_id: trace.map(|t| t.trace_id().to_string()),

@@ -23,6 +23,16 @@
 //!   shipped, shipped after a refusal, left in the queue.
 //! * Logs ([`logs`]) go to stdout as text or JSON, and into the journey store
 //!   ([`journey`], bounded by bytes) that feeds `GET /journeys/{correlation_id}`.
+//! * The **sandbox** (on unless `--no-sandbox`): a second warehouse that *does* stock
+//!   items starting with `F` (the change under test), on its own port, registered in a
+//!   [`threadline_route::Router`] under a routing key (`--sandbox-key`, default
+//!   [`DEFAULT_SANDBOX_KEY`]). The store's calls go through
+//!   [`threadline_tower::RouteLayer`], so an order whose context carries the key goes
+//!   to the sandbox warehouse; its job carries the key through the queue, and the
+//!   worker hands it to the sandbox worker ([`broker::Dispatch`], by a
+//!   [`threadline_route::Selector`]). The order form links to the preview
+//!   (`?preview=<key>`, kept in a cookie). Every service binds `instance`
+//!   (`baseline` or `sandbox:<key>`), shown on log lines and per hop on the journey.
 //!
 //! Ctrl-C (or SIGTERM) stops accepting requests, lets in-flight requests finish, ships
 //! every job the embedded queue holds (a broker keeps the jobs not taken yet for the
@@ -85,7 +95,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use threadline::{HeaderRule, Policy};
+use threadline::{HeaderRule, Policy, Routing, RoutingForm, RoutingKey};
+use threadline_route::{Rule, Selector, Upstream};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -102,6 +113,24 @@ pub const DEFAULT_CONCURRENCY: usize = 128;
 pub const DEFAULT_CAPACITY: usize = 1024;
 /// The simulated work of packing one parcel unless `--packing-ms` says otherwise.
 pub const DEFAULT_PACKING_MS: u64 = 40;
+/// The sandbox's routing key unless `--sandbox-key` says otherwise.
+pub const DEFAULT_SANDBOX_KEY: &str = "sandbox-f";
+/// The header that carries the routing key between the services (also written as the
+/// baggage member [`ROUTING_BAGGAGE`]).
+pub const ROUTING_HEADER: &str = "x-routing-key";
+/// The baggage member that carries the routing key.
+pub const ROUTING_BAGGAGE: &str = "routing-key";
+/// The query parameter of preview links, and the cookie they leave.
+pub const PREVIEW_PARAM: &str = "preview";
+/// The service name the routing rule for the shipping workers is registered under
+/// (the worker's [`Selector`] asks about it).
+pub const WORKER_SERVICE: &str = "shipping-worker";
+
+fn routing_key_arg(s: &str) -> Result<RoutingKey, String> {
+    RoutingKey::new(s.trim()).map_err(|e| {
+        format!("invalid routing key {s:?} ({e}): use 1 to 64 letters, digits, '.', '_' or '-'")
+    })
+}
 
 fn queue_name(s: &str) -> Result<String, String> {
     broker::check_queue_name(s)
@@ -136,6 +165,16 @@ pub struct Args {
     /// Where the warehouse API listens. Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub warehouse_addr: SocketAddr,
+    /// Run no sandbox: every order goes to the baseline warehouse and worker.
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// The sandbox's routing key (what the preview link carries).
+    #[arg(long, default_value = DEFAULT_SANDBOX_KEY, value_parser = routing_key_arg)]
+    pub sandbox_key: RoutingKey,
+    /// Where the sandbox warehouse listens. Default: the warehouse's port + 1 (a free
+    /// port when the warehouse's is 0).
+    #[arg(long)]
+    pub sandbox_addr: Option<SocketAddr>,
     /// The shipping queue: `embedded` (in-process, nothing to install),
     /// `nats://127.0.0.1:4222` (JetStream), `amqp://guest:guest@127.0.0.1:5672` or
     /// `redis://127.0.0.1:6379`.
@@ -181,6 +220,10 @@ impl Default for Args {
         Args {
             store_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8000)),
             warehouse_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9000)),
+            no_sandbox: false,
+            sandbox_key: RoutingKey::new(DEFAULT_SANDBOX_KEY)
+                .unwrap_or_else(|_| unreachable!("the default key is valid")),
+            sandbox_addr: None,
             broker: BrokerUrl::Embedded,
             queue: broker::DEFAULT_QUEUE.to_owned(),
             worker_concurrency: DEFAULT_CONCURRENCY,
@@ -334,13 +377,25 @@ impl fmt::Display for Summary {
 
 /// The policy every service of the demo captures with: the correlation id and W3C
 /// trace context (built in), `x-tenant-id` from trusted callers only, local fields
-/// (`user.id`, `tenant.id`) accepted from trusted callers over HTTP, and the edge mode
-/// (an untrusted caller gets a fresh trace and correlation id).
+/// (`user.id`, `tenant.id`) accepted from trusted callers over HTTP, the edge mode
+/// (an untrusted caller gets a fresh trace and correlation id), and the routing key:
+/// read from `x-routing-key`, the baggage member `routing-key`, and at the edge the
+/// preview parameter and cookie (`preview`); written as the header and the baggage
+/// member on every call and job. Preview links are meant for whoever holds them, so
+/// the key is taken from untrusted callers too (it only chooses between the demo's
+/// own instances).
 pub fn policy() -> anyhow::Result<Policy> {
     Policy::builder()
         .header_rule(HeaderRule::new(TENANT_HEADER).trusted_only())
         .fields_over_http(true)
         .untrusted_start_fresh(true, true)
+        .routing(
+            Routing::header(ROUTING_HEADER)
+                .read(RoutingForm::baggage(ROUTING_BAGGAGE))
+                .read(RoutingForm::query(PREVIEW_PARAM))
+                .read(RoutingForm::cookie(PREVIEW_PARAM))
+                .accept_untrusted(true),
+        )
         .build()
         .context("building the demo policy")
 }
@@ -351,6 +406,8 @@ pub struct Running {
     pub store: SocketAddr,
     /// The warehouse's address.
     pub warehouse: SocketAddr,
+    /// The sandbox warehouse's address and key, when the sandbox runs.
+    pub sandbox: Option<(SocketAddr, RoutingKey)>,
     /// Which queue carries the shipping jobs.
     pub broker: String,
     stop: watch::Sender<bool>,
@@ -362,10 +419,18 @@ impl Running {
     pub fn urls(&self) -> String {
         let s = display_addr(self.store);
         let w = display_addr(self.warehouse);
-        format!(
-            "  order form   http://{s}/orders/new\n  journeys     http://{s}/journeys\n  warehouse    http://{w}/api/orders\n  queue        {}\n",
-            self.broker
-        )
+        let mut out = format!(
+            "  order form   http://{s}/orders/new\n  journeys     http://{s}/journeys\n  warehouse    http://{w}/api/orders\n"
+        );
+        if let Some((addr, key)) = &self.sandbox {
+            let key = key.as_str();
+            out.push_str(&format!(
+                "  sandbox      http://{}/api/orders (key {key}; stocks items starting with F)\n  preview      http://{s}/orders/new?{PREVIEW_PARAM}={key}\n",
+                display_addr(*addr)
+            ));
+        }
+        out.push_str(&format!("  queue        {}\n", self.broker));
+        out
     }
 
     /// Stops accepting requests, waits (bounded) for in-flight requests, shipping jobs
@@ -405,8 +470,68 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
     journeys.set_max_bytes(args.journey_mib.saturating_mul(1 << 20));
     let store_listener = bind("store", args.store_addr, "--store-addr").await?;
     let warehouse_listener = bind("warehouse", args.warehouse_addr, "--warehouse-addr").await?;
+    let sandbox_listener = if args.no_sandbox {
+        None
+    } else {
+        let addr = args.sandbox_addr.unwrap_or_else(|| {
+            let w = args.warehouse_addr;
+            SocketAddr::new(
+                w.ip(),
+                w.port()
+                    .checked_add(1)
+                    .filter(|_| w.port() != 0)
+                    .unwrap_or(0),
+            )
+        });
+        Some(bind("sandbox warehouse", addr, "--sandbox-addr").await?)
+    };
     let store_addr = display_addr(store_listener.local_addr()?);
     let warehouse_addr = display_addr(warehouse_listener.local_addr()?);
+    let sandbox_addr = match &sandbox_listener {
+        Some(l) => Some(display_addr(l.local_addr()?)),
+        None => None,
+    };
+
+    // The sandbox is registered under its key: the store's calls to the warehouse and
+    // the shipping workers' jobs that carry the key go to the sandbox.
+    let routes = threadline_route::Router::new();
+    let mut dispatch = broker::Dispatch::baseline_only();
+    let mut preview = None;
+    if let Some(addr) = sandbox_addr {
+        let key = &args.sandbox_key;
+        let upstream = Upstream::parse(&format!("http://{addr}"))
+            .with_context(|| format!("the sandbox's address {addr}"))?;
+        let rules = vec![
+            Rule::new(
+                format!("{key}-warehouse", key = key.as_str()),
+                &warehouse_addr.to_string(),
+                [key.as_str()],
+                upstream.clone(),
+            )?,
+            // The shipping workers run in this process: only the claim counts.
+            Rule::new(
+                format!("{key}-worker", key = key.as_str()),
+                WORKER_SERVICE,
+                [key.as_str()],
+                upstream,
+            )?,
+        ];
+        routes.set_rules("demo", rules)?;
+        dispatch = broker::Dispatch::with_sandbox(
+            Selector::new(routes.clone(), WORKER_SERVICE),
+            &broker::sandbox_instance(key),
+        );
+        preview = Some(store::Preview {
+            key: key.clone(),
+            param: PREVIEW_PARAM.to_owned(),
+        });
+        tracing::info!(
+            routing_key = key.as_str(),
+            warehouse = %warehouse_addr,
+            sandbox = %addr,
+            "sandbox registered: orders carrying its key go to the sandbox warehouse and worker"
+        );
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // Every job names the run that published it.
@@ -429,9 +554,15 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
         capacity: args.queue_capacity.max(1),
         packing: Duration::from_millis(args.packing_ms),
     };
-    let queue = broker::connect(&settings, policy.clone(), stats.clone(), ledger.clone())
-        .await
-        .with_context(|| format!("connecting the shipping queue ({})", args.broker))?;
+    let queue = broker::connect(
+        &settings,
+        policy.clone(),
+        stats.clone(),
+        ledger.clone(),
+        dispatch,
+    )
+    .await
+    .with_context(|| format!("connecting the shipping queue ({})", args.broker))?;
     let broker_name = queue.describe();
     let (publisher, worker) = queue.into_parts();
 
@@ -440,6 +571,19 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
         stats: stats.clone(),
         ledger: ledger.clone(),
         publisher: publisher.clone(),
+        instance: broker::BASELINE.into(),
+        stocks_f: false,
+    });
+    let sandbox_app = sandbox_listener.map(|l| {
+        let app = warehouse::router(warehouse::State {
+            policy: policy.clone(),
+            stats: stats.clone(),
+            ledger: ledger.clone(),
+            publisher: publisher.clone(),
+            instance: broker::sandbox_instance(&args.sandbox_key).into(),
+            stocks_f: true,
+        });
+        (l, app)
     });
     let store_app = store::router(store::State::new(store::Config {
         policy: policy.clone(),
@@ -449,12 +593,15 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
         warehouse: warehouse_addr,
         publisher: publisher.clone(),
         concurrency: settings.concurrency,
+        routes,
+        preview,
     })?);
 
     // The warehouse stops after the store: an order the store is still placing
     // reaches it.
     let (warehouse_stop, warehouse_stop_rx) = watch::channel(false);
     let store_server = serve(store_listener, store_app, stop_rx.clone());
+    let sandbox_server = sandbox_app.map(|(l, app)| serve(l, app, warehouse_stop_rx.clone()));
     let warehouse_server = serve(warehouse_listener, warehouse_app, warehouse_stop_rx);
     let drain = Duration::from_secs(args.drain_secs.max(1));
     let durable = args.broker.durable();
@@ -466,6 +613,9 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
             let _ = store_server.await;
             let _ = warehouse_stop.send(true);
             let _ = warehouse_server.await;
+            if let Some(s) = sandbox_server {
+                let _ = s.await;
+            }
         };
         if tokio::time::timeout(drain, servers).await.is_err() {
             tracing::warn!(
@@ -490,6 +640,7 @@ pub async fn start(args: Args, journeys: Journeys) -> anyhow::Result<Running> {
     Ok(Running {
         store: store_addr,
         warehouse: warehouse_addr,
+        sandbox: sandbox_addr.map(|a| (a, args.sandbox_key.clone())),
         broker: broker_name,
         stop: stop_tx,
         task,

@@ -18,9 +18,20 @@
 //! client that asks for JSON.
 //!
 //! The store is wrapped in [`ThreadlineLayer`] (trusting loopback callers unless
-//! `--untrusted`), a middleware binds `app=store`, and the warehouse is called
-//! through hyper-util's client wrapped in [`PropagateLayer`], with a small layer inside
-//! it ([`CallLogLayer`]) that logs the parent id each call carries.
+//! `--untrusted`), a middleware binds `app=store` and `instance=baseline`, and the
+//! warehouse is called through hyper-util's client wrapped in [`PropagateLayer`], then
+//! [`RouteLayer`] (a call whose routing key a rule claims goes to the sandbox
+//! warehouse), with a small layer inside them ([`CallLogLayer`]) that logs the parent
+//! id each call carries and where it really went.
+//!
+//! # The sandbox
+//!
+//! The policy reads the routing key from `x-routing-key`, baggage, and at the edge
+//! the preview parameter and cookie ([`super::policy`]). The order form links to the
+//! preview (`/orders/new?preview=<key>`): [`ThreadlineLayer`] takes the parameter out,
+//! sets the cookie and puts the key into the context, so the browser's following
+//! orders carry it; `?preview=` (empty) leaves the sandbox. The page says which one
+//! the browser is in.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -41,9 +52,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use threadline::codec::TraceParent;
-use threadline::{Context, Policy};
+use threadline::{Context, Policy, RoutingKey};
+use threadline_route::Router as RouteTable;
 use threadline_tower::{
-    Grant, Propagate, PropagateLayer, Target, Targets, ThreadlineLayer, TrustPolicy,
+    Grant, Propagate, PropagateLayer, Route, RouteLayer, Target, Targets, ThreadlineLayer,
+    TrustPolicy,
 };
 use tower::{ServiceBuilder, ServiceExt};
 use tower_layer::Layer;
@@ -62,7 +75,28 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// How long the warehouse may take.
 const WAREHOUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-type HttpClient = Propagate<CallLog<Client<HttpConnector, Full<Bytes>>>>;
+type HttpClient = Propagate<Route<CallLog<Client<HttpConnector, Full<Bytes>>>>>;
+
+/// The sandbox the order form offers a preview link to.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    /// The sandbox's routing key.
+    pub key: RoutingKey,
+    /// The query parameter of preview links (the policy's).
+    pub param: String,
+}
+
+impl Preview {
+    /// The link into the sandbox (`/orders/new?<param>=<key>`).
+    pub fn enter(&self) -> String {
+        format!("/orders/new?{}={}", self.param, self.key.as_str())
+    }
+
+    /// The link out of it (an empty parameter clears the cookie).
+    pub fn leave(&self) -> String {
+        format!("/orders/new?{}=", self.param)
+    }
+}
 
 /// What [`State::new`] is made from.
 #[derive(Clone, Debug)]
@@ -81,6 +115,10 @@ pub struct Config {
     pub publisher: Publisher,
     /// Jobs the worker handles at once.
     pub concurrency: usize,
+    /// The route table the warehouse calls are routed by.
+    pub routes: RouteTable,
+    /// The sandbox, when there is one.
+    pub preview: Option<Preview>,
 }
 
 /// What the store needs.
@@ -104,6 +142,7 @@ impl State {
             "traceparent",
             "tracestate",
             "baggage",
+            super::ROUTING_HEADER,
             TENANT_HEADER,
             &format!("{}user.id", policy.field_prefix()),
             &format!("{}tenant.id", policy.field_prefix()),
@@ -115,6 +154,7 @@ impl State {
         );
         let client = ServiceBuilder::new()
             .layer(PropagateLayer::new(targets))
+            .layer(RouteLayer::new(config.routes.clone()))
             .layer(CallLogLayer)
             .service(Client::builder(TokioExecutor::new()).build_http());
         Ok(State {
@@ -168,6 +208,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
 
 async fn bind_service(req: Request, next: Next) -> Response {
     threadline::bind("app", "store");
+    threadline::bind("instance", super::broker::BASELINE);
     log_edge_decisions(req.headers());
     next.run(req).await
 }
@@ -253,7 +294,31 @@ fn hidden_fields(v: &FormValues) -> String {
     )
 }
 
-fn form_page(values: &FormValues, errors: &[String], untrusted: bool, broker: &str) -> String {
+/// The sandbox panel of the order form: the preview link, or, for a browser in the
+/// sandbox, that it is and the link out.
+fn sandbox_panel(preview: Option<&Preview>) -> String {
+    let Some(p) = preview else {
+        return String::new();
+    };
+    let current = Context::with_current(|c| c.routing_key().cloned()).flatten();
+    if current.as_ref() == Some(&p.key) {
+        format!(
+            r#"<section class="card sandbox" id="sandbox" data-in-sandbox="true"><h2>You are in the sandbox <code>{key}</code></h2><p>Orders from this browser go store → sandbox warehouse (it stocks items starting with <b>F</b>) → sandbox worker; the journey names <code>instance=sandbox:{key}</code> on their hops.</p><p><a id="leave-sandbox" href="{leave}">Leave the sandbox</a></p></section>"#,
+            key = esc(p.key.as_str()),
+            leave = esc(&p.leave()),
+        )
+    } else {
+        format!(
+            r#"<section class="card sandbox" id="sandbox" data-in-sandbox="false"><h2>A sandbox is running</h2><p>The sandbox warehouse stocks items starting with <b>F</b> (the change under test). <a id="preview-link" href="{enter}">Preview it</a>: this browser's orders then go to the sandbox warehouse and worker (routing key <code>{key}</code>, kept in a cookie); everyone else's to the baseline.</p></section>"#,
+            key = esc(p.key.as_str()),
+            enter = esc(&p.enter()),
+        )
+    }
+}
+
+fn form_page(values: &FormValues, errors: &[String], state: &State) -> String {
+    let untrusted = state.config.untrusted;
+    let broker = state.broker.as_str();
     let mut b = String::new();
     b.push_str(r#"<section class="hero"><h1>Place an order</h1><p class="meta"><span>The store calls the warehouse over HTTP, the warehouse queues a shipping job for the worker. One correlation id follows it all.</span></p></section><section class="card">"#);
     if !errors.is_empty() {
@@ -279,12 +344,13 @@ fn form_page(values: &FormValues, errors: &[String], untrusted: bool, broker: &s
 <div class="actions"><button id="place" type="submit">Place order</button><span>Items starting with <b>F</b> are out of stock: try one to see a failure.</span></div>
 </form></section>
 <section class="card"><h2>What happens</h2><div class="flow"><span class="chip lane-store">store</span>→ HTTP + traceparent →<span class="chip lane-warehouse">warehouse</span>→ {broker} →<span class="chip lane-worker">worker</span><span>and an audit task spawned in the warehouse</span></div>
-<p class="foot">{trust}</p></section>"#,
+<p class="foot">{trust}</p></section>{sandbox}"#,
         item = esc(&values.item),
         qty = esc(&values.quantity),
         tenant = esc(&values.tenant),
         key = esc(&key),
         broker = esc(broker),
+        sandbox = sandbox_panel(state.config.preview.as_ref()),
         trust = if untrusted {
             "This store runs with --untrusted: your correlation id, trace and tenant header are replaced at the edge."
         } else {
@@ -301,12 +367,7 @@ async fn order_form(axum::extract::State(state): axum::extract::State<Arc<State>
         tenant: "acme".into(),
         key: new_key(),
     };
-    Html(form_page(
-        &values,
-        &[],
-        state.config.untrusted,
-        &state.broker,
-    ))
+    Html(form_page(&values, &[], &state))
 }
 
 /// Parses and checks the form; every problem named.
@@ -484,12 +545,7 @@ async fn place_order(
             } else {
                 (
                     StatusCode::BAD_REQUEST,
-                    Html(form_page(
-                        &values,
-                        &errors,
-                        state.config.untrusted,
-                        &state.broker,
-                    )),
+                    Html(form_page(&values, &errors, &state)),
                 )
                     .into_response()
             };
@@ -507,7 +563,8 @@ async fn place_order(
     threadline::set_header(TENANT_HEADER, &order.tenant);
     tracing::info!("user authenticated");
 
-    let outcome = call_warehouse(&state, &order, &key).await;
+    let mut instance = None;
+    let outcome = call_warehouse(&state, &order, &key, &mut instance).await;
     match &outcome {
         Outcome::Accepted { order_id } => {
             tracing::info!(order_id, "order accepted by the warehouse")
@@ -536,6 +593,7 @@ async fn place_order(
                 "retry_after": outcome.retry_after(),
                 "correlation_id": correlation_id,
                 "journey": journey_url,
+                "warehouse_instance": instance,
             })),
         )
             .into_response()
@@ -548,6 +606,7 @@ async fn place_order(
                 &values,
                 &correlation_id,
                 &journey_url,
+                instance.as_deref(),
             )),
         )
             .into_response()
@@ -565,8 +624,21 @@ fn outcome_page(
     values: &FormValues,
     correlation_id: &str,
     journey_url: &str,
+    instance: Option<&str>,
 ) -> String {
     let (_, label) = outcome.status();
+    let handled_by = match instance {
+        Some(i) => format!(
+            r#"<span>warehouse <span class="instance{sandbox}" id="warehouse-instance">{i}</span></span>"#,
+            sandbox = if i.starts_with("sandbox") {
+                " sandbox"
+            } else {
+                ""
+            },
+            i = esc(i)
+        ),
+        None => String::new(),
+    };
     let number = |id: Option<u64>| id.map(|i| format!(" #{i}")).unwrap_or_default();
     let retry = |button: &str, note: &str| {
         format!(
@@ -635,7 +707,7 @@ fn outcome_page(
     };
     let body = format!(
         r#"<section class="card outcome {class}" id="outcome" data-status="{label}"><div class="big">{icon}</div><div><h2>{title}</h2><p>{detail}</p>{action}
-<p class="meta"><span>correlation id <code class="cid" id="correlation-id">{cid}</code></span></p>
+<p class="meta"><span>correlation id <code class="cid" id="correlation-id">{cid}</code></span>{handled_by}</p>
 <p><a class="button" id="journey-link" href="{journey}">Follow its journey</a> <a href="/orders/new">Place another order</a></p></div></section>"#,
         title = esc(&title),
         cid = esc(correlation_id),
@@ -644,7 +716,14 @@ fn outcome_page(
     html::page("Order", &body)
 }
 
-async fn call_warehouse(state: &State, order: &Order, key: &str) -> Outcome {
+/// Places the order with the warehouse (the baseline, or the sandbox the route layer
+/// sends it to); `instance` is set to the instance that answered, when one did.
+async fn call_warehouse(
+    state: &State,
+    order: &Order,
+    key: &str,
+    instance: &mut Option<String>,
+) -> Outcome {
     let payload = json!({ "item": order.item, "quantity": order.quantity }).to_string();
     let req = match http::Request::post(&state.warehouse_url)
         .header(header::CONTENT_TYPE, "application/json")
@@ -664,7 +743,7 @@ async fn call_warehouse(state: &State, order: &Order, key: &str) -> Outcome {
         .await
     {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) if e.is_connect() => {
+        Ok(Err(e)) if e.get_ref().is_connect() => {
             Stats::bump(&stats.failed);
             return Outcome::Refused {
                 order_id: None,
@@ -690,6 +769,11 @@ async fn call_warehouse(state: &State, order: &Order, key: &str) -> Outcome {
         }
     };
     let status = resp.status();
+    *instance = resp
+        .headers()
+        .get(super::warehouse::INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let retry_after = resp
         .headers()
         .get(header::RETRY_AFTER)

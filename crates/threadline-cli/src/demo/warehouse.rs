@@ -1,5 +1,6 @@
 //! The warehouse: `POST /api/orders` (JSON). Items whose name starts with `F` (or `f`)
-//! are out of stock: 422. Other orders get a number, a shipping job on the queue and an
+//! are out of stock: 422, unless the instance stocks them ([`State::stocks_f`]: the
+//! demo's sandbox, the change under test). Other orders get a number, a shipping job on the queue and an
 //! audit task started with [`threadline::spawn`].
 //!
 //! An `Idempotency-Key` header (1 to 64 letters, digits, `-`, `_`, `.`) names the
@@ -15,7 +16,8 @@
 //! | 422 | `rejected` | out of stock |
 //!
 //! The server is wrapped in [`ThreadlineLayer`] trusting callers on loopback (the
-//! store), and a tiny middleware binds `app=warehouse` for every log line.
+//! store), and a tiny middleware binds `app=warehouse` and the instance
+//! (`instance=baseline`, `instance=sandbox:<key>`) for every log line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +42,9 @@ use super::ledger::{Begin, Ledger, Settled};
 
 /// The header naming an order across retries.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The response header naming the instance that answered (`baseline`,
+/// `sandbox:<key>`), so the store can tell the user.
+pub const INSTANCE_HEADER: &str = "x-demo-instance";
 
 /// What the warehouse needs.
 #[derive(Clone, Debug)]
@@ -52,6 +57,11 @@ pub struct State {
     pub ledger: Arc<Ledger>,
     /// The shipping queue.
     pub publisher: Publisher,
+    /// Which instance this is, bound as the `instance` field (`baseline`,
+    /// `sandbox:<key>`).
+    pub instance: Arc<str>,
+    /// Whether items starting with `F` are in stock (the sandbox's change).
+    pub stocks_f: bool,
 }
 
 /// The largest order body accepted.
@@ -60,6 +70,7 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// The warehouse's router, with its layers.
 pub fn router(state: State) -> Router {
     let layer = ThreadlineLayer::new(state.policy.clone()).trust(loopback());
+    let instance = state.instance.clone();
     Router::new()
         .route(
             "/",
@@ -67,7 +78,7 @@ pub fn router(state: State) -> Router {
         )
         .route("/api/orders", post(create_order))
         .with_state(state)
-        .layer(middleware::from_fn(bind_service))
+        .layer(middleware::from_fn_with_state(instance, bind_service))
         .layer(layer)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
@@ -77,13 +88,21 @@ pub fn loopback() -> TrustPolicy {
     TrustPolicy::peer_in(["127.0.0.0/8", "::1/128"]).unwrap_or_else(|_| TrustPolicy::never())
 }
 
-async fn bind_service(req: Request, next: Next) -> Response {
+async fn bind_service(
+    axum::extract::State(instance): axum::extract::State<Arc<str>>,
+    req: Request,
+    next: Next,
+) -> Response {
     threadline::bind("app", "warehouse");
+    threadline::bind("instance", instance.to_string());
     let mut resp = next.run(req).await;
     resp.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Ok(v) = HeaderValue::from_str(&instance) {
+        resp.headers_mut().insert(INSTANCE_HEADER, v);
+    }
     resp
 }
 
@@ -187,7 +206,9 @@ async fn create_order(
         }
     };
     tracing::info!(item = %item, quantity = order.quantity, order_key = %key, "order request received");
-    if item.starts_with(['F', 'f']) {
+    if item.starts_with(['F', 'f']) && app.stocks_f {
+        tracing::info!(item = %item, "items starting with F are in stock in this instance");
+    } else if item.starts_with(['F', 'f']) {
         Stats::bump(&app.stats.rejected);
         tracing::warn!(item = %item, "order rejected: items starting with F are out of stock");
         return error(

@@ -17,6 +17,13 @@
 //! durable queue at exit are shipped by the next start with the same name. Every job
 //! names the run that published it, so a run tells its own orders from earlier ones.
 //!
+//! One consumer takes the jobs and hands each to a worker instance ([`Dispatch`]): the
+//! baseline's, or the sandbox's when the job's routing key (restored with the rest of
+//! its context) is one a live rule claims for the shipping workers. This is the
+//! dispatch form of selective consumption ([`threadline_route::Selector`]): one
+//! decision per job, at one place, so acknowledgement and the per-order ledger are the
+//! same whichever instance ships it.
+//!
 //! The worker handles up to `--worker-concurrency` jobs at once. Losing and regaining
 //! the broker connection is logged with the queue named, and the store's journeys page
 //! shows the queue's state ([`Health`]).
@@ -35,7 +42,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use threadline::codec::SpanId;
-use threadline::{Context, Policy};
+use threadline::{Context, Policy, RoutingKey};
+use threadline_route::Selector;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -323,8 +331,47 @@ pub struct QueueStatus {
     pub capacity: Option<usize>,
 }
 
+/// The `instance` field of the baseline's services.
+pub const BASELINE: &str = "baseline";
+
+/// The `instance` field of the sandbox of `key`: `sandbox:<key>`.
+pub fn sandbox_instance(key: &RoutingKey) -> String {
+    format!("sandbox:{}", key.as_str())
+}
+
+/// Which worker instance ships a job: the sandbox's when a live rule claims the job's
+/// routing key for the shipping workers, the baseline's otherwise (no key, another
+/// key, the rule gone).
+#[derive(Clone, Debug, Default)]
+pub struct Dispatch {
+    sandbox: Option<(Selector, Arc<str>)>,
+}
+
+impl Dispatch {
+    /// Every job to the baseline.
+    pub fn baseline_only() -> Self {
+        Dispatch::default()
+    }
+
+    /// Jobs whose key `selector` says is claimed go to the sandbox instance `instance`.
+    pub fn with_sandbox(selector: Selector, instance: &str) -> Self {
+        Dispatch {
+            sandbox: Some((selector, instance.into())),
+        }
+    }
+
+    /// The instance for a job carrying `key`.
+    pub fn instance(&self, key: Option<&RoutingKey>) -> &str {
+        match &self.sandbox {
+            Some((selector, instance)) if selector.claimed(key) => instance,
+            _ => BASELINE,
+        }
+    }
+}
+
 /// What the worker needs.
 pub(crate) struct Env {
+    pub(crate) dispatch: Dispatch,
     pub(crate) stats: Arc<Stats>,
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) health: Health,
@@ -529,9 +576,12 @@ impl Drop for ClaimGuard<'_> {
     }
 }
 
-/// The worker's handler, run inside the context the job carried.
+/// The worker's handler, run inside the context the job carried: the one decision
+/// point of the dispatch (the job's key, read once, names the instance that ships it).
 async fn ship(env: &Env, payload: &[u8]) {
+    let key = Context::with_current(|c| c.routing_key().cloned()).flatten();
     threadline::bind("app", "worker");
+    threadline::bind("instance", env.dispatch.instance(key.as_ref()).to_owned());
     let job = match serde_json::from_slice::<Job>(payload) {
         Ok(job) => job,
         Err(e) => {
@@ -580,6 +630,7 @@ pub(crate) async fn connect(
     policy: Policy,
     stats: Arc<Stats>,
     ledger: Arc<Ledger>,
+    dispatch: Dispatch,
 ) -> anyhow::Result<Queue> {
     let name = match &settings.url {
         BrokerUrl::Embedded => format!(
@@ -592,6 +643,7 @@ pub(crate) async fn connect(
     };
     let health = Health::new(name);
     let env = Arc::new(Env {
+        dispatch,
         stats,
         ledger,
         health: health.clone(),
@@ -692,6 +744,34 @@ mod tests {
         assert!(valid_key("order-1.retry_2"));
         assert!(!valid_key("a b") && !valid_key("") && !valid_key(&"k".repeat(65)));
         assert!(!valid_key("k\u{202e}"));
+    }
+
+    #[test]
+    fn dispatch_sends_claimed_keys_to_the_sandbox_while_the_rule_lives() {
+        use threadline_route::{Router, Rule, Upstream};
+        let key = RoutingKey::new("sandbox-f").unwrap();
+        let other = RoutingKey::new("someone-else").unwrap();
+        assert_eq!(Dispatch::baseline_only().instance(Some(&key)), BASELINE);
+
+        let router = Router::new();
+        let rule = Rule::new(
+            "sandbox-f-worker",
+            "shipping-worker",
+            ["sandbox-f"],
+            Upstream::parse("http://127.0.0.1:9001").unwrap(),
+        )
+        .unwrap();
+        router.set_rules("demo", vec![rule]).unwrap();
+        let d = Dispatch::with_sandbox(
+            Selector::new(router.clone(), "shipping-worker"),
+            &sandbox_instance(&key),
+        );
+        assert_eq!(d.instance(Some(&key)), "sandbox:sandbox-f");
+        assert_eq!(d.instance(Some(&other)), BASELINE);
+        assert_eq!(d.instance(None), BASELINE);
+        // The sandbox leaves: its jobs go back to the baseline.
+        router.set_rules("demo", Vec::new()).unwrap();
+        assert_eq!(d.instance(Some(&key)), BASELINE);
     }
 
     #[test]
