@@ -91,6 +91,9 @@ pub async fn run(
     // The consumer: billing is one of our services, so its messages are trusted.
     let nats = async_nats::connect(&config.nats_url).await?;
     let mut invoices = nats.subscribe(config.subject).await?;
+    // The subscription reaches the server before orders serves (billing publishes on
+    // its own connection, which could otherwise overtake it).
+    nats.flush().await?;
     let restorer = Restorer::new(policy.clone()).trust(Trust::Trusted);
     tokio::spawn(async move {
         while let Some(msg) = invoices.next().await {

@@ -470,10 +470,12 @@ fn a_custom_sandbox_key_is_the_one_routed() {
 }
 
 #[test]
-fn untrusted_store_still_follows_preview_links() {
+fn untrusted_callers_cannot_route_their_orders() {
     let mut a = args(BrokerUrl::Embedded);
     a.untrusted = true;
     let (summary, _) = common::with_demo(a, |store| async move {
+        // The preview link from an untrusted caller: the parameter is stripped, no key
+        // is taken and no cookie set.
         let (status, headers, page) = common::request(
             "GET",
             &format!("{store}/orders/new?preview={DEFAULT_SANDBOX_KEY}"),
@@ -482,21 +484,22 @@ fn untrusted_store_still_follows_preview_links() {
         )
         .await;
         assert_eq!(status, 200);
-        assert!(page.contains(r#"data-in-sandbox="true""#), "{page}");
-        let cookie = set_cookie(&headers);
-        let jar = cookie.split(';').next().unwrap_or_default();
-        // The edge mints its own correlation id: read it from the answer.
+        assert!(!page.contains(r#"data-in-sandbox="true""#), "{page}");
+        assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+        // Nor a header or a cookie it made up: the F order meets the baseline's 422.
         let (status, _, text) = common::request(
             "POST",
             &format!("{store}/orders"),
-            &[FORM, JSON, ("cookie", jar)],
+            &[
+                FORM,
+                JSON,
+                ("x-routing-key", DEFAULT_SANDBOX_KEY),
+                ("cookie", &format!("preview={DEFAULT_SANDBOX_KEY}")),
+            ],
             Some("item=Fondue&quantity=1&tenant=acme".into()),
         )
         .await;
-        assert_eq!(status, 200, "{text}");
-        let v: Value = serde_json::from_str(&text).expect("JSON");
-        assert_eq!(v["warehouse_instance"], SANDBOX, "{v}");
-        common::wait_for_worker(&store, v["correlation_id"].as_str().expect("cid")).await;
+        assert_eq!(status, 422, "{text}");
     });
-    assert_eq!((summary.accepted, summary.shipped), (1, 1), "{summary}");
+    assert_eq!((summary.accepted, summary.shipped), (0, 0), "{summary}");
 }

@@ -381,9 +381,10 @@ impl fmt::Display for Summary {
 /// (an untrusted caller gets a fresh trace and correlation id), and the routing key:
 /// read from `x-routing-key`, the baggage member `routing-key`, and at the edge the
 /// preview parameter and cookie (`preview`); written as the header and the baggage
-/// member on every call and job. Preview links are meant for whoever holds them, so
-/// the key is taken from untrusted callers too (it only chooses between the demo's
-/// own instances).
+/// member on every call and job. Like every route, the key is taken from trusted
+/// callers only: with `--untrusted` the store's callers stay on the baseline (a
+/// shared environment that wants preview links for anyone holding them opens it with
+/// `Routing::accept_untrusted`).
 pub fn policy() -> anyhow::Result<Policy> {
     Policy::builder()
         .header_rule(HeaderRule::new(TENANT_HEADER).trusted_only())
@@ -393,8 +394,7 @@ pub fn policy() -> anyhow::Result<Policy> {
             Routing::header(ROUTING_HEADER)
                 .read(RoutingForm::baggage(ROUTING_BAGGAGE))
                 .read(RoutingForm::query(PREVIEW_PARAM))
-                .read(RoutingForm::cookie(PREVIEW_PARAM))
-                .accept_untrusted(true),
+                .read(RoutingForm::cookie(PREVIEW_PARAM)),
         )
         .build()
         .context("building the demo policy")
