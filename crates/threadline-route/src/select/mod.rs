@@ -3,7 +3,7 @@
 //! only its own keys.
 //!
 //! [`Selector`] is the decision, for any broker. [`nats`] (feature `nats`) applies it
-//! to core NATS.
+//! to core NATS and JetStream.
 
 #[cfg(feature = "nats")]
 pub mod nats;

@@ -26,12 +26,27 @@
 //!
 //! Messages of claimed keys go to the sandbox one at a time, in order (the baseline
 //! waits for each answer); everything else costs the baseline one table lookup.
+//!
+//! # JetStream
+//!
+//! [`SelectiveNats::baseline_jetstream`] is the same baseline on a JetStream pull
+//! consumer, and the sandbox is the same [`SelectiveNats::sandbox`]: relays are core
+//! NATS requests, so the sandbox needs no consumer of its own on the stream and leaves
+//! nothing behind there when it goes. The baseline acknowledges a message only once it
+//! is decided: after the sandbox's `ok`, or after handling it itself. The decision
+//! stays with the baseline, one point in the stream, as on core NATS; what JetStream
+//! adds is that nothing in flight is lost when the baseline itself dies: a message not
+//! yet acknowledged is redelivered (after the consumer's `ack_wait`) and decided again.
+//! The duplicate window: a message handled (by either side) whose acknowledgement
+//! never reached the server is handled again on redelivery, and, as on core NATS, a
+//! sandbox's `ok` lost in transit makes the baseline handle the message too.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::{Client, Message};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -157,6 +172,58 @@ impl SelectiveNats {
         Ok(())
     }
 
+    /// Consumes a JetStream pull consumer as the baseline of `selector`'s service:
+    /// runs `handler` (inside the message's restored context) for every message no
+    /// live rule claims, relays the others to their sandbox (a [`SelectiveNats::sandbox`]
+    /// on the same relay subjects), and acknowledges each message once it is decided:
+    /// after the sandbox took it, or after `handler` returned. Returns when the
+    /// consumer's message stream ends; an error creating it is a [`RuleErrorKind::Source`].
+    pub async fn baseline_jetstream<F, Fut>(
+        &self,
+        consumer: &PullConsumer,
+        selector: &Selector,
+        mut handler: F,
+    ) -> Result<(), RuleError>
+    where
+        F: FnMut(async_nats::jetstream::Message) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| source(&self.subject, &e))?;
+        while let Some(next) = messages.next().await {
+            let msg = match next {
+                Ok(m) => m,
+                Err(e) => {
+                    // Missed heartbeats, a reconnect: the stream carries on.
+                    tracing::warn!(target: "threadline_route", error = %e, "JetStream consumer");
+                    continue;
+                }
+            };
+            let ctx = self.restorer.restore(&msg).context;
+            if let Some(key) = ctx.routing_key().filter(|k| selector.claimed(Some(k))) {
+                if self.relay_to(key, &msg.message).await {
+                    self.stats.relayed.fetch_add(1, Ordering::Relaxed);
+                    ack(&msg).await;
+                    continue;
+                }
+                self.stats.fell_back.fetch_add(1, Ordering::Relaxed);
+            }
+            // The acknowledgement is a publish to the message's reply subject, sent
+            // once the handler (which owns the message) has returned.
+            let (reply, client) = (msg.message.reply.clone(), msg.context.client());
+            ctx.scope_with(|| handler(msg)).await;
+            self.stats.handled.fetch_add(1, Ordering::Relaxed);
+            if let Some(reply) = reply
+                && let Err(e) = client.publish(reply, Bytes::new()).await
+            {
+                tracing::warn!(target: "threadline_route", error = %e, "acknowledgement not sent; the message will be redelivered");
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the key's sandbox took the message.
     async fn relay_to(&self, key: &RoutingKey, msg: &Message) -> bool {
         let subject = self.relay_subject(key);
@@ -253,6 +320,12 @@ impl SelectiveNats {
         if let Err(e) = self.client.publish(reply, Bytes::from_static(what)).await {
             tracing::warn!(target: "threadline_route", error = %e, "answer to the baseline not sent");
         }
+    }
+}
+
+async fn ack(msg: &async_nats::jetstream::Message) {
+    if let Err(e) = msg.ack().await {
+        tracing::warn!(target: "threadline_route", error = %e, "acknowledgement not sent; the message will be redelivered");
     }
 }
 
