@@ -3,8 +3,10 @@
 //! only its own keys.
 //!
 //! [`Selector`] is the decision, for any broker. [`nats`] (feature `nats`) applies it
-//! to core NATS and JetStream.
+//! to core NATS and JetStream, [`amqp`] (feature `amqp`) to RabbitMQ.
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 #[cfg(feature = "nats")]
 pub mod nats;
 
@@ -13,6 +15,18 @@ use std::sync::Arc;
 use threadline::RoutingKey;
 
 use crate::router::Router;
+
+/// What one side did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SelectStats {
+    /// Messages this side handled.
+    pub handled: u64,
+    /// Messages the baseline relayed and a sandbox took.
+    pub relayed: u64,
+    /// Claimed messages the baseline handled itself (no sandbox, a `no`, a timeout).
+    pub fell_back: u64,
+}
 
 /// Whether a message belongs to the baseline or to a sandbox, by the table in force.
 #[derive(Clone, Debug)]

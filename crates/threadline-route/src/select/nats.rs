@@ -80,17 +80,7 @@ struct Counters {
     fell_back: AtomicU64,
 }
 
-/// What one side did so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SelectStats {
-    /// Messages this side handled.
-    pub handled: u64,
-    /// Messages the baseline relayed and a sandbox took.
-    pub relayed: u64,
-    /// Claimed messages the baseline handled itself (no sandbox, a `no`, a timeout).
-    pub fell_back: u64,
-}
+pub use super::SelectStats;
 
 impl SelectiveNats {
     /// Consumption of `subject`, messages restored with `restorer` (its policy reads
