@@ -37,7 +37,7 @@
 //! | the table and its lookup (service, then key: two hash reads whatever the number of rules) | [`RouteTable`] |
 //! | the table in force, its sources, what they last did | [`Router`], [`Status`], [`SourceStatus`] |
 //! | sources | [`RuleSource`] (implement it for a store of your own), [`SourceSink`], [`StaticRules`], [`FileRules`], `NatsKvRules` (feature `nats`), `RedisRules` (feature `redis`): [`source`] |
-//! | selective consumption: the baseline leaves claimed keys to their sandbox | [`Selector`], [`select::SelectStats`]; core NATS and JetStream: `SelectiveNats` (feature `nats`); RabbitMQ: `SelectiveAmqp` (feature `amqp`): [`select`] |
+//! | selective consumption: the baseline leaves claimed keys to their sandbox | [`Selector`], [`select::SelectStats`]; core NATS and JetStream: `SelectiveNats` (feature `nats`); RabbitMQ: `SelectiveAmqp` (feature `amqp`); Redis Streams: `SelectiveRedis` (feature `redis`): [`select`] |
 //! | errors | [`RuleError`], [`RuleErrorKind`] |
 //!
 //! # Expiry and heartbeats
@@ -60,7 +60,7 @@
 //! |---|---|---|
 //! | `nats` | no | `NatsKvRules`: a JetStream key-value bucket, watched; `SelectiveNats`: selective consumption on core NATS and JetStream (async-nats, no TLS); needs Rust 1.89 |
 //! | `amqp` | no | `SelectiveAmqp`: selective consumption on RabbitMQ (lapin, no TLS); needs Rust 1.88 |
-//! | `redis` | no | `RedisRules`: a Redis hash with pub/sub invalidation (redis-rs, no TLS); needs Rust 1.88 |
+//! | `redis` | no | `RedisRules`: a Redis hash with pub/sub invalidation; `SelectiveRedis`: selective consumption on Redis Streams consumer groups (redis-rs, no TLS); needs Rust 1.88 |
 
 #![deny(unreachable_pub)]
 #![forbid(unsafe_code)]

@@ -3,12 +3,15 @@
 //! only its own keys.
 //!
 //! [`Selector`] is the decision, for any broker. [`nats`] (feature `nats`) applies it
-//! to core NATS and JetStream, [`amqp`] (feature `amqp`) to RabbitMQ.
+//! to core NATS and JetStream, [`amqp`] (feature `amqp`) to RabbitMQ, [`redis`]
+//! (feature `redis`) to Redis Streams consumer groups.
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::sync::Arc;
 
