@@ -136,7 +136,7 @@
 //! | [`PropagateLayer`] and its service [`Propagate`]: inject on outgoing requests; where the layer goes; [`MAX_WARNED_HOSTS`] | [`client`] |
 //! | [`Targets`], [`Target`], [`Grant`] ([`Credential`], [`InvalidGrant`]): which destination receives what | [`targets`] |
 //! | [`PropagateMiddleware`]: the same for `reqwest-middleware` (feature `reqwest`) | `reqwest` |
-//! | [`RouteLayer`] and its service [`Route`] (future [`RouteFuture`], error [`RouteError`]): send calls whose context carries a routed key to the rule's upstream (feature `route`, threadline-route) | `route` |
+//! | [`RouteLayer`] and its service [`Route`] (future [`RouteFuture`], error [`RouteError`]): send calls whose context carries a routed key to the rule's upstream (feature `route`, threadline-route); [`RouteMiddleware`], the same for `reqwest-middleware` (features `route` and `reqwest`); gRPC: a tonic client over a per-URI client with the layer (a `Channel` is bound to one endpoint) | `route`, `reqwest` |
 //! | the common types in one import | [`prelude`] |
 //!
 //! # Features
@@ -170,6 +170,8 @@ pub use client::{MAX_WARNED_HOSTS, Propagate, PropagateLayer};
 pub use require::{RequireBody, RequireCorrelationId, RequireCorrelationIdLayer};
 #[cfg(feature = "reqwest")]
 pub use reqwest::PropagateMiddleware;
+#[cfg(all(feature = "reqwest", feature = "route"))]
+pub use reqwest::RouteMiddleware;
 #[cfg(feature = "route")]
 pub use route::{Route, RouteError, RouteFuture, RouteLayer};
 pub use server::{Threadline, ThreadlineLayer, ThreadlineResponseFuture};

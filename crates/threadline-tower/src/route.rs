@@ -45,6 +45,16 @@
 //! # }
 //! ```
 //!
+//! # reqwest and gRPC
+//!
+//! For `reqwest-middleware`, [`RouteMiddleware`](crate::RouteMiddleware) does the same
+//! (features `route` and `reqwest`). For gRPC, a tonic `Channel` is bound to one
+//! endpoint and cannot be pointed elsewhere per call: build the tonic client over a
+//! client that connects per URI, with this layer inside `PropagateLayer`
+//! (`tonic::client::Grpc::with_origin(service, origin)` with `service` =
+//! `PropagateLayer` → `RouteLayer` → hyper-util's `Client` with `http2_only(true)`), as
+//! `tests/chain.rs` does.
+//!
 //! # When the upstream fails
 //!
 //! The error is the client's own, wrapped in a [`RouteError`] that names the route
@@ -267,6 +277,14 @@ pub struct RouteError<E> {
 impl<E> RouteError<E> {
     fn unrouted(inner: E) -> Self {
         RouteError { inner, rule: None }
+    }
+
+    #[cfg_attr(not(feature = "reqwest"), allow(dead_code))]
+    pub(crate) fn routed(inner: E, rule: Arc<Rule>) -> Self {
+        RouteError {
+            inner,
+            rule: Some(rule),
+        }
     }
 
     /// The id of the rule the call was routed by, if it was.

@@ -318,3 +318,108 @@ async fn three_service_chain_axum_hyper_tonic() {
         "D did receive the request: {d_names:?}"
     );
 }
+
+/// gRPC calls routed by key: a tonic client over a client that connects per URI
+/// (hyper-util's, HTTP/2 with prior knowledge) and the route layer. A tonic `Channel`
+/// is bound to one endpoint, so it cannot be pointed elsewhere per call; this is the
+/// shape that can.
+#[cfg(feature = "route")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_routed_by_key_over_a_per_uri_client() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use threadline::{Routing, RoutingKey};
+    use threadline_route::{Router as Routes, Rule, Upstream};
+    use threadline_tower::RouteLayer;
+
+    async fn counted_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .layer(tower::util::MapRequestLayer::new(move |req: Request<_>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    req
+                }))
+                .layer(ThreadlineLayer::new(policy()).trust_all())
+                .serve_with_incoming(HopService, incoming)
+                .await
+                .unwrap();
+        });
+        (addr, calls)
+    }
+
+    let (baseline, baseline_calls) = counted_server().await;
+    let (sandbox, sandbox_calls) = counted_server().await;
+    let routes = Routes::new();
+    routes
+        .set_rules(
+            "code",
+            vec![
+                Rule::new(
+                    "alice-hop",
+                    &baseline.to_string(),
+                    ["alice"],
+                    Upstream::parse(&format!("http://{sandbox}")).unwrap(),
+                )
+                .unwrap(),
+            ],
+        )
+        .unwrap();
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let svc = ServiceBuilder::new()
+        .layer(PropagateLayer::new(Targets::everywhere()))
+        .layer(RouteLayer::new(routes))
+        .service(h2);
+    let origin: Uri = format!("http://{baseline}").parse().unwrap();
+    let call = |ctx: Context| {
+        let mut grpc = tonic::client::Grpc::with_origin(svc.clone(), origin.clone());
+        ctx.scope(async move {
+            grpc.ready().await.unwrap();
+            grpc.unary(
+                tonic::Request::new(HopRequest { note: "hop".into() }),
+                PathAndQuery::from_static(HOP_PATH),
+                ProstCodec::<HopRequest, HopReply>::default(),
+            )
+            .await
+            .unwrap()
+            .into_inner()
+        })
+    };
+    let routed_policy = Policy::builder()
+        .routing(Routing::header("x-routing-key"))
+        .build()
+        .unwrap();
+    let plain = routed_policy.new_root();
+    let alice = plain.with_routing_key(RoutingKey::new("alice").unwrap());
+
+    call(plain.clone()).await;
+    assert_eq!(
+        (
+            baseline_calls.load(Ordering::SeqCst),
+            sandbox_calls.load(Ordering::SeqCst)
+        ),
+        (1, 0)
+    );
+    let reply = call(alice).await;
+    assert_eq!(
+        (
+            baseline_calls.load(Ordering::SeqCst),
+            sandbox_calls.load(Ordering::SeqCst)
+        ),
+        (1, 1),
+        "the keyed call reached the sandbox"
+    );
+    // The sandbox saw the same trace the caller is in.
+    let seen: Value = serde_json::from_str(&reply.seen).unwrap();
+    assert_eq!(
+        seen["trace"],
+        plain.trace().unwrap().trace_id().to_string(),
+        "{seen}"
+    );
+}

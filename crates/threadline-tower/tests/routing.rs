@@ -277,3 +277,65 @@ async fn the_route_is_named_on_the_response_on_demand() {
     assert_eq!(resp.headers()["x-route"], "alice-warehouse");
     assert_eq!(text(resp.into_body()).await, "sandbox key=alice");
 }
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn reqwest_calls_are_routed_by_the_middleware() {
+    use threadline_tower::{PropagateMiddleware, RouteMiddleware};
+    let baseline = warehouse("baseline").await;
+    let sandbox = warehouse("sandbox").await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let router = rules(baseline, sandbox);
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(PropagateMiddleware::new(Targets::everywhere()))
+        .with(RouteMiddleware::new(router.clone()))
+        .build();
+    let url = format!("http://localhost:{}/stock", baseline.port());
+    let get = |ctx: Context| {
+        let client = client.clone();
+        let url = url.clone();
+        ctx.scope(async move {
+            let resp = client.get(&url).send().await?;
+            Ok::<_, reqwest_middleware::Error>(resp.text().await.unwrap())
+        })
+    };
+    let plain = policy().new_root();
+    let alice = plain.with_routing_key(RoutingKey::new("alice").unwrap());
+    let bob = plain.with_routing_key(RoutingKey::new("bob").unwrap());
+    assert_eq!(get(plain.clone()).await.unwrap(), "baseline key=-");
+    assert_eq!(get(alice.clone()).await.unwrap(), "sandbox key=alice");
+    assert_eq!(get(bob).await.unwrap(), "baseline key=bob");
+    // A context in the middleware's extensions wins over the task's.
+    let resp = client
+        .get(&url)
+        .with_extension(alice.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "sandbox key=alice");
+
+    // The sandbox down: the caller's error names the route; no silent fallback.
+    router
+        .set_rules(
+            "code",
+            vec![
+                Rule::new(
+                    "alice-warehouse",
+                    &format!("localhost:{}", baseline.port()),
+                    ["alice"],
+                    Upstream::parse(&format!("http://{dead}")).unwrap(),
+                )
+                .unwrap(),
+            ],
+        )
+        .unwrap();
+    let err = get(alice).await.unwrap_err();
+    let text_of = err.to_string();
+    assert!(
+        text_of.contains(&format!("(route alice-warehouse to http://{dead})")),
+        "{text_of}"
+    );
+}
