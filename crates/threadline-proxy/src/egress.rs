@@ -8,7 +8,11 @@
 //! only to destinations whose grant names them; every other header passes. Only
 //! plain `http://` destinations in absolute form are proxied: `CONNECT` tunnels
 //! (`https://` destinations) are refused with `501`, since their headers cannot be
-//! seen.
+//! seen. With `[routing]`, a call whose routing key (read from the app's outgoing
+//! headers as the policy says) a rule routes for its destination goes to the rule's
+//! upstream instead: the context is granted for the destination the app named, and a
+//! routed upstream that is down answers `502` naming the route, never the original
+//! destination in its place.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +42,9 @@ pub(crate) struct EgressShared {
     pub(crate) names: ContextNames,
     pub(crate) timeout: Duration,
     pub(crate) access_log: bool,
+    /// The `[routing]` tables: a call whose context carries a key a rule routes for
+    /// its destination goes to the rule's upstream.
+    pub(crate) router: Option<threadline_route::Router>,
 }
 
 #[derive(Clone)]
@@ -144,6 +151,21 @@ async fn egress(
     strip_hop_by_hop(req.headers_mut());
     filter(req.headers_mut(), &shared.names, grant);
     *req.version_mut() = http::Version::HTTP_11;
+    let route = route_of(&shared, &ctx, &req, &authority);
+    if let Some(rule) = &route {
+        *req.uri_mut() = rule.upstream().rewrite(req.uri());
+        tracing::info!(
+            target: "threadline_proxy::egress",
+            route = rule.id(),
+            upstream = %rule.upstream(),
+            service = %authority,
+            "call routed"
+        );
+    }
+    let authority = match &route {
+        Some(rule) => format!("{} (route {} to {})", authority, rule.id(), rule.upstream()),
+        None => authority.as_str().to_owned(),
+    };
     let answer = tokio::time::timeout(shared.timeout, shared.client.request(req)).await;
     let mut resp = match answer {
         Ok(Ok(r)) => r,
@@ -166,5 +188,26 @@ async fn egress(
     respond(
         resp.map(|body| ProxyBody::Upstream { body }),
         authority.as_str(),
+    )
+}
+
+/// The rule that routes this call, if the app's context carries a key a rule claims
+/// for the destination (its host and port, and the rule's conditions).
+fn route_of<B>(
+    shared: &EgressShared,
+    ctx: &threadline::Context,
+    req: &Request<B>,
+    authority: &http::uri::Authority,
+) -> Option<Arc<threadline_route::Rule>> {
+    let router = shared.router.as_ref()?;
+    let key = ctx.routing_key()?;
+    let head = threadline_route::RequestHead::http(req.method(), req.uri(), req.headers());
+    // An upstream the listener cannot reach (an `https://` one: it speaks plain HTTP)
+    // fails as the call's `502`, never as a silent call to the original destination.
+    router.route(
+        authority.host(),
+        Some(authority.port_u16().unwrap_or(80)),
+        key,
+        &head,
     )
 }

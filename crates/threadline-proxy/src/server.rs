@@ -102,15 +102,19 @@ impl Proxy {
         let metrics = self.metrics.clone();
         let layer = ThreadlineLayer::new(c.policy.clone()).trust(c.trust.clone());
         // Routing by key: the rules' sources start here, on the runtime that serves.
-        let route: Arc<dyn Route> = match &c.routing {
-            Some(r) if !self.custom_route => {
-                let router = r.start().await?;
+        // The same tables route the app's own calls through the egress listener.
+        let router = match &c.routing {
+            Some(r) => Some(r.start().await?),
+            None => None,
+        };
+        let route: Arc<dyn Route> = match (&c.routing, &router) {
+            (Some(r), Some(router)) if !self.custom_route => {
                 let service = r
                     .service
                     .clone()
                     .unwrap_or_else(|| c.upstream.authority().host().to_owned());
                 Arc::new(KeyRoutes::with_fallback(
-                    router,
+                    router.clone(),
                     service,
                     self.route.clone(),
                 ))
@@ -191,6 +195,7 @@ impl Proxy {
                 names: ContextNames::of(&c.policy),
                 timeout: c.timeouts.upstream,
                 access_log: c.access_log,
+                router: router.clone(),
             });
             let accept = Accept {
                 listener,

@@ -232,3 +232,63 @@ async fn routing_config_errors_are_said_at_start() {
     };
     assert!(err.to_string().contains("[routing] file"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_own_calls_are_routed_through_the_egress_listener() {
+    use threadline_proxy::EgressConfig;
+    use threadline_tower::Targets;
+
+    let app = named_app("app").await;
+    let billing = named_app("billing").await;
+    let billing_sandbox = named_app("billing-sandbox").await;
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // Rules for the app's destinations, by host and port.
+    let rule_for = |id: &str, key: &str, to: SocketAddr| {
+        format!(
+            "[[rule]]\nid = \"{id}\"\nservice = \"{billing}\"\nkey = \"{key}\"\nupstream = \"http://{to}\"\n"
+        )
+    };
+    let file = RulesFile::new(&format!(
+        "{}{}",
+        rule_for("alice-billing", "alice", billing_sandbox),
+        rule_for("carol-billing", "carol", down)
+    ));
+    let mut config = ProxyConfig::new(upstream(app))
+        .policy(policy())
+        .egress(EgressConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            Targets::everywhere(),
+        ));
+    config.routing = Some(routing(&file));
+    let proxy = start(config).await;
+    let egress = proxy.egress_addr().expect("the egress listener");
+
+    // The app's call, as an HTTP proxy client sends it: absolute form.
+    let call = |key: Option<&'static str>| async move {
+        let key_line = key
+            .map(|k| format!("x-routing-key: {k}\r\n"))
+            .unwrap_or_default();
+        common::raw(
+            egress,
+            format!(
+                "GET http://{billing}/invoices HTTP/1.1\r\nhost: {billing}\r\n{key_line}connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+    };
+    let plain = call(None).await;
+    assert!(plain.ends_with("billing /invoices"), "{plain}");
+    let routed = call(Some("alice")).await;
+    assert!(routed.ends_with("billing-sandbox /invoices"), "{routed}");
+    let other = call(Some("bob")).await;
+    assert!(other.ends_with("billing /invoices"), "{other}");
+    // A routed upstream that is down: 502, not the original destination.
+    let failed = call(Some("carol")).await;
+    assert_eq!(common::status_of(&failed), 502, "{failed}");
+    assert!(!failed.contains("billing /invoices"), "{failed}");
+    proxy.shutdown().await;
+}
