@@ -4,9 +4,11 @@
 //! has stopped. Each test prints a loud SKIP and returns when RabbitMQ is unreachable,
 //! unless THREADLINE_REQUIRE_SERVICES=1.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
+use support::{END, N, Seen, WAIT, claim_alice, key_of, record, restorer, until};
 
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
@@ -14,44 +16,12 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use threadline::{Policy, Restorer, Routing, RoutingKey, Trust};
+use threadline::RoutingKey;
 use threadline_route::select::amqp::SelectiveAmqp;
-use threadline_route::{Router, Rule, Selector, Upstream};
+use threadline_route::{Router, Selector};
 
-const N: u32 = 1000;
-const END: u32 = u32::MAX;
 const END2: u32 = u32::MAX - 1;
-const WAIT: Duration = Duration::from_secs(20);
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-type Seen = Arc<Mutex<HashMap<u32, Vec<(&'static str, Option<String>)>>>>;
-
-fn restorer() -> Restorer {
-    let policy = Policy::builder()
-        .routing(Routing::header("x-routing-key"))
-        .build()
-        .unwrap();
-    Restorer::new(policy).trust(Trust::Trusted)
-}
-
-fn claim_alice(router: &Router) {
-    let rule = Rule::new(
-        "alice-orders",
-        "orders",
-        ["alice"],
-        Upstream::parse("http://127.0.0.1:1").unwrap(),
-    )
-    .unwrap();
-    router.set_rules("code", vec![rule]).unwrap();
-}
-
-fn key_of(i: u32) -> Option<&'static str> {
-    match i % 3 {
-        0 => Some("alice"),
-        1 => Some("bob"),
-        _ => None,
-    }
-}
 
 async fn connect(test: &str) -> Option<Arc<Connection>> {
     threadline_testkit::connect(
@@ -67,22 +37,6 @@ async fn connect(test: &str) -> Option<Arc<Connection>> {
 
 fn id_of(payload: &[u8]) -> u32 {
     std::str::from_utf8(payload).unwrap().parse().unwrap()
-}
-
-fn record(seen: &Seen, who: &'static str, id: u32) {
-    // The handler runs in the message's restored context.
-    let key = threadline::Context::current()
-        .routing_key()
-        .map(|k| k.to_string());
-    seen.lock().unwrap().entry(id).or_default().push((who, key));
-}
-
-async fn until(what: &str, f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn publish(ch: &Channel, queue: &str, i: u32) {
@@ -213,35 +167,7 @@ async fn scenario(
     until("end marker", || seen.lock().unwrap().contains_key(&END)).await;
 
     {
-        let seen = seen.lock().unwrap();
-        let mut by_sandbox = 0;
-        let mut alice_by_baseline = 0;
-        for i in 0..N {
-            let who = seen.get(&i).unwrap_or_else(|| panic!("message {i} lost"));
-            assert_eq!(
-                who.len(),
-                1,
-                "message {i} handled {} times: {who:?}",
-                who.len()
-            );
-            let (side, key) = &who[0];
-            assert_eq!(
-                key.as_deref(),
-                key_of(i),
-                "message {i} ran in its own context"
-            );
-            if *side == "sandbox" {
-                by_sandbox += 1;
-                assert_eq!(key_of(i), Some("alice"), "the sandbox took only its key");
-            } else if key_of(i) == Some("alice") {
-                alice_by_baseline += 1;
-            }
-        }
-        assert!(by_sandbox >= 20, "{by_sandbox}");
-        assert!(
-            alice_by_baseline > 0,
-            "after the change the baseline takes alice again"
-        );
+        let by_sandbox = support::assert_each_once(&seen);
         assert_eq!(baseline.stats().relayed, by_sandbox);
     }
 

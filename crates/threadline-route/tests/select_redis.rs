@@ -4,49 +4,20 @@
 //! registration and consumer gone once it has stopped. Each test prints a loud SKIP
 //! and returns when Redis is unreachable, unless THREADLINE_REQUIRE_SERVICES=1.
 
+mod support;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use support::{END, N, Seen, WAIT, claim_alice, key_of, record, restorer, until};
 
 use redis::aio::MultiplexedConnection;
-use threadline::{Policy, Restorer, Routing, RoutingKey, Trust};
+use threadline::RoutingKey;
 use threadline_redis::Entry;
 use threadline_route::select::redis::SelectiveRedis;
-use threadline_route::{Router, Rule, Selector, Upstream};
+use threadline_route::{Router, Selector};
 
-const N: u32 = 1000;
-const END: u32 = u32::MAX;
-const WAIT: Duration = Duration::from_secs(20);
 const GROUP: &str = "orders";
-
-type Seen = Arc<Mutex<HashMap<u32, Vec<(&'static str, Option<String>)>>>>;
-
-fn restorer() -> Restorer {
-    let policy = Policy::builder()
-        .routing(Routing::header("x-routing-key"))
-        .build()
-        .unwrap();
-    Restorer::new(policy).trust(Trust::Trusted)
-}
-
-fn claim_alice(router: &Router) {
-    let rule = Rule::new(
-        "alice-orders",
-        "orders",
-        ["alice"],
-        Upstream::parse("http://127.0.0.1:1").unwrap(),
-    )
-    .unwrap();
-    router.set_rules("code", vec![rule]).unwrap();
-}
-
-fn key_of(i: u32) -> Option<&'static str> {
-    match i % 3 {
-        0 => Some("alice"),
-        1 => Some("bob"),
-        _ => None,
-    }
-}
 
 async fn connect(test: &str) -> Option<MultiplexedConnection> {
     let client = redis::Client::open("redis://127.0.0.1:6379/").unwrap();
@@ -64,22 +35,6 @@ fn id_of(entry: &Entry) -> u32 {
     match entry.get("payload") {
         Some(redis::Value::BulkString(b)) => std::str::from_utf8(b).unwrap().parse().unwrap(),
         other => panic!("payload {other:?}"),
-    }
-}
-
-fn record(seen: &Seen, who: &'static str, id: u32) {
-    // The handler runs in the entry's restored context.
-    let key = threadline::Context::current()
-        .routing_key()
-        .map(|k| k.to_string());
-    seen.lock().unwrap().entry(id).or_default().push((who, key));
-}
-
-async fn until(what: &str, f: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -212,35 +167,7 @@ async fn scenario(
     }
 
     {
-        let seen = seen.lock().unwrap();
-        let mut by_sandbox = 0;
-        let mut alice_by_baseline = 0;
-        for i in 0..N {
-            let who = seen.get(&i).unwrap_or_else(|| panic!("entry {i} lost"));
-            assert_eq!(
-                who.len(),
-                1,
-                "entry {i} handled {} times: {who:?}",
-                who.len()
-            );
-            let (side, key) = &who[0];
-            assert_eq!(
-                key.as_deref(),
-                key_of(i),
-                "entry {i} ran in its own context"
-            );
-            if *side == "sandbox" {
-                by_sandbox += 1;
-                assert_eq!(key_of(i), Some("alice"), "the sandbox took only its key");
-            } else if key_of(i) == Some("alice") {
-                alice_by_baseline += 1;
-            }
-        }
-        assert!(by_sandbox >= 20, "{by_sandbox}");
-        assert!(
-            alice_by_baseline > 0,
-            "after the change the baseline takes alice again"
-        );
+        let by_sandbox = support::assert_each_once(&seen);
         // Moved to the sandbox: handled there, or handed back when it stopped.
         assert!(baseline.stats().relayed >= by_sandbox);
         eprintln!(
