@@ -21,40 +21,14 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use threadline::{Policy, Restorer, Routing, Trust};
 use threadline_amqp as _;
+use threadline_route::Selector;
 use threadline_route::select::amqp::SelectiveAmqp;
-use threadline_route::{Router, Rule, Selector, Upstream};
 
-const BATCH: u64 = 2_000;
+mod support;
+use support::{BATCH, restorer, router};
+
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-fn router() -> Router {
-    let up = Upstream::parse("http://127.0.0.1:1").unwrap();
-    let rules = (0..1000)
-        .map(|i| {
-            let service = if i < 20 {
-                "orders".to_owned()
-            } else {
-                format!("svc{}", i % 50)
-            };
-            Rule::new(format!("r{i}"), &service, [format!("dev{i}")], up.clone()).unwrap()
-        })
-        .collect();
-    let router = Router::new();
-    router.set_rules("bench", rules).unwrap();
-    router
-}
-
-fn restorer() -> Restorer {
-    Restorer::new(
-        Policy::builder()
-            .routing(Routing::header("x-routing-key"))
-            .build()
-            .unwrap(),
-    )
-    .trust(Trust::Trusted)
-}
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -16,39 +16,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use criterion::{Criterion, Throughput, criterion_main};
 use futures_util::StreamExt;
-use threadline::{Policy, Restorer, Routing, Trust};
 use threadline_nats as _;
+use threadline_route::Selector;
 use threadline_route::select::nats::SelectiveNats;
-use threadline_route::{Router, Rule, Selector, Upstream};
 
-const BATCH: u64 = 2_000;
-
-fn router() -> Router {
-    let up = Upstream::parse("http://127.0.0.1:1").unwrap();
-    let rules = (0..1000)
-        .map(|i| {
-            let service = if i < 20 {
-                "orders".to_owned()
-            } else {
-                format!("svc{}", i % 50)
-            };
-            Rule::new(format!("r{i}"), &service, [format!("dev{i}")], up.clone()).unwrap()
-        })
-        .collect();
-    let router = Router::new();
-    router.set_rules("bench", rules).unwrap();
-    router
-}
-
-fn restorer() -> Restorer {
-    Restorer::new(
-        Policy::builder()
-            .routing(Routing::header("x-routing-key"))
-            .build()
-            .unwrap(),
-    )
-    .trust(Trust::Trusted)
-}
+mod support;
+use support::{BATCH, restorer, router};
 
 async fn consumer_on(js: &jetstream::Context, name: &str) -> jetstream::consumer::PullConsumer {
     let _ = js.delete_stream(name).await;
