@@ -162,9 +162,11 @@ async fn egress(
             "call routed"
         );
     }
-    let authority = match &route {
-        Some(rule) => format!("{} (route {} to {})", authority, rule.id(), rule.upstream()),
-        None => authority.as_str().to_owned(),
+    // The access line's destination: a call that was not routed logs its authority as
+    // it is, with no copy made.
+    let dest: std::borrow::Cow<'_, str> = match &route {
+        Some(rule) => format!("{} (route {} to {})", authority, rule.id(), rule.upstream()).into(),
+        None => authority.as_str().into(),
     };
     let answer = tokio::time::timeout(shared.timeout, shared.client.request(req)).await;
     let mut resp = match answer {
@@ -176,19 +178,16 @@ async fn egress(
                 UpstreamError::Other
             });
             let resp = own_response(StatusCode::BAD_GATEWAY, "destination unavailable", &ctx);
-            return respond(resp, authority.as_str());
+            return respond(resp, &dest);
         }
         Err(_) => {
             shared.metrics.upstream_error(UpstreamError::Timeout);
             let resp = own_response(StatusCode::GATEWAY_TIMEOUT, "destination timed out", &ctx);
-            return respond(resp, authority.as_str());
+            return respond(resp, &dest);
         }
     };
     strip_hop_by_hop(resp.headers_mut());
-    respond(
-        resp.map(|body| ProxyBody::Upstream { body }),
-        authority.as_str(),
-    )
+    respond(resp.map(|body| ProxyBody::Upstream { body }), &dest)
 }
 
 /// The rule that routes this call, if the app's context carries a key a rule claims
