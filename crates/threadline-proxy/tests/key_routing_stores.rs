@@ -83,23 +83,7 @@ async fn nats_kv_rules_route_the_proxy() {
     };
     let js = async_nats::jetstream::new(client);
     let bucket = threadline_testkit::unique("proxy_routes", '_');
-    // The bucket's stream made by hand: async-nats 0.51's `create_key_value` cannot
-    // read nats-server 2.9's account info reply; opening a bucket does not ask for it.
-    use async_nats::jetstream::stream;
-    js.create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        allow_direct: true,
-        allow_rollup: true,
-        deny_delete: true,
-        discard: stream::DiscardPolicy::New,
-        storage: stream::StorageType::Memory,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let store = js.get_key_value(&bucket).await.unwrap();
+    let store = NatsKvRules::bucket(&js, &bucket).await.unwrap();
     let sandbox = named_app("sandbox").await;
 
     let (proxy, url) = proxy_with(routing(&format!(

@@ -77,23 +77,7 @@ async fn nats() {
     };
     let js = async_nats::jetstream::new(writer);
     let bucket = format!("bench_routes_{}", std::process::id());
-    // The bucket's stream made by hand: async-nats 0.51's `create_key_value` cannot
-    // read nats-server 2.9's account info reply.
-    use async_nats::jetstream::stream;
-    js.create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        allow_direct: true,
-        allow_rollup: true,
-        deny_delete: true,
-        discard: stream::DiscardPolicy::New,
-        storage: stream::StorageType::Memory,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let store = js.get_key_value(&bucket).await.unwrap();
+    let store = NatsKvRules::bucket(&js, &bucket).await.unwrap();
     let mut routers = Vec::new();
     for _ in 0..SUBSCRIBERS {
         let client = async_nats::connect("127.0.0.1:4222").await.unwrap();

@@ -34,30 +34,6 @@ fn upstream_of(router: &Router, key: &str) -> Option<String> {
         .map(|r| r.upstream().to_string())
 }
 
-/// A key-value bucket, its stream made by hand: async-nats 0.51's `create_key_value`
-/// first asks for the account's info, whose reply from nats-server 2.9 it cannot
-/// parse; opening a bucket does not ask.
-async fn bucket_of(
-    js: &async_nats::jetstream::Context,
-    bucket: &str,
-) -> async_nats::jetstream::kv::Store {
-    use async_nats::jetstream::stream;
-    js.create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        allow_direct: true,
-        allow_rollup: true,
-        deny_delete: true,
-        discard: stream::DiscardPolicy::New,
-        storage: stream::StorageType::Memory,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    js.get_key_value(bucket).await.unwrap()
-}
-
 #[tokio::test]
 async fn nats_kv_rules_are_watched() {
     let test = "nats_kv_rules_are_watched";
@@ -74,7 +50,7 @@ async fn nats_kv_rules_are_watched() {
     };
     let js = async_nats::jetstream::new(client);
     let bucket = threadline_testkit::unique("routes", '_');
-    let store = bucket_of(&js, &bucket).await;
+    let store = NatsKvRules::bucket(&js, &bucket).await.unwrap();
     // One rule before the router starts: read from the history.
     NatsKvRules::put(
         &store,

@@ -36,6 +36,37 @@ impl NatsKvRules {
         }
     }
 
+    /// Opens the bucket `name`, making it first when it does not exist (a file-backed
+    /// stream `KV_<name>` keeping one revision per key). It makes the bucket's stream
+    /// itself rather than calling `create_key_value`, which first asks for the
+    /// account's info: async-nats 0.51 cannot read nats-server 2.9's answer to that.
+    pub async fn bucket(
+        js: &async_nats::jetstream::Context,
+        name: &str,
+    ) -> Result<Store, RuleError> {
+        use async_nats::jetstream::stream;
+        let err = |e: &dyn std::fmt::Display| {
+            RuleError::new(RuleErrorKind::Source, format!("bucket {name:?}: {e}"))
+        };
+        if let Ok(store) = js.get_key_value(name).await {
+            return Ok(store);
+        }
+        js.get_or_create_stream(stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            allow_direct: true,
+            allow_rollup: true,
+            deny_delete: true,
+            discard: stream::DiscardPolicy::New,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(&e))?;
+        js.get_key_value(name).await.map_err(|e| err(&e))
+    }
+
     /// Writes `spec` under its id (a heartbeat: call it again before `ttl_secs`).
     pub async fn put(store: &Store, spec: &RuleSpec) -> Result<u64, RuleError> {
         spec.to_rule(Some(SystemTime::now()))?;
