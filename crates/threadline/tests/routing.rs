@@ -138,6 +138,28 @@ fn message_carriers_carry_it_too() {
     assert_eq!(back.context.headers().count(), 0);
 }
 
+/// A message source is untrusted unless its consumer says otherwise: a forged key in a
+/// message routes nothing, and is not forwarded.
+#[test]
+fn untrusted_message_sources_cannot_set_it() {
+    let policy = all_forms();
+    let mut msg: HashMap<String, String> = HashMap::new();
+    msg.insert("x-routing-key".into(), "alice".into());
+    let untrusted = threadline::Restorer::new(policy.clone()).restore(&msg);
+    assert!(untrusted.context.routing_key().is_none());
+    assert_eq!(
+        reasons(&untrusted.report),
+        [("x-routing-key".into(), Reason::Untrusted)]
+    );
+    let mut out: HashMap<String, String> = HashMap::new();
+    untrusted.context.inject_into(&mut out);
+    assert!(!out.contains_key("x-routing-key"), "{out:?}");
+    let trusted = threadline::Restorer::new(policy)
+        .trust(Trust::Trusted)
+        .restore(&msg);
+    assert_eq!(trusted.context.routing_key().unwrap().as_str(), "alice");
+}
+
 #[test]
 fn untrusted_callers_cannot_set_it_unless_opened() {
     let closed = all_forms();
