@@ -494,6 +494,13 @@ impl Preview {
         let Some(query) = req.uri().query() else {
             return ctx;
         };
+        // Most queries do not carry the parameter: look for it before copying anything.
+        if !query
+            .split('&')
+            .any(|pair| pair.split_once('=').map_or(pair, |(n, _)| n) == self.param)
+        {
+            return ctx;
+        }
         let mut value: Option<&str> = None;
         let mut conflict = false;
         let mut kept = String::new();
